@@ -1,0 +1,119 @@
+//! The aggregator's HTTP router: the Prometheus API (from `meshfed-query`), the service graph,
+//! self-metrics and health endpoints.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use meshfed_query::Engine;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::graph::{self, GraphQuery};
+use crate::ingest::StoreIngest;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The PromQL engine (and through it, the store).
+    pub engine: Arc<Engine>,
+    /// The relay sink, for connection status.
+    pub ingest: Arc<StoreIngest>,
+    /// Self-metrics.
+    pub registry: Arc<Registry>,
+    /// Gauges refreshed when `/metrics` is scraped.
+    pub gauges: SelfGauges,
+}
+
+/// Gauges read from live state at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct SelfGauges {
+    /// Series in the store.
+    pub series: Gauge,
+    /// Samples in the store.
+    pub samples: Gauge,
+    /// Clusters with a connected collector.
+    pub clusters_connected: Gauge,
+}
+
+impl SelfGauges {
+    /// Registers the gauges.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("meshfed_store_series", "Series in the store", self.series.clone());
+        registry.register("meshfed_store_samples", "Samples in the store", self.samples.clone());
+        registry.register(
+            "meshfed_relay_clusters_connected",
+            "Clusters with at least one connected collector",
+            self.clusters_connected.clone(),
+        );
+    }
+}
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let own = Router::new()
+        .route("/api/v1/graph", get(graph_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/-/healthy", get(|| async { "Healthy.\n" }))
+        .route("/-/ready", get(|| async { "Ready.\n" }))
+        .with_state(state.clone());
+    own.merge(meshfed_query::router(Arc::clone(&state.engine)))
+}
+
+#[derive(Deserialize)]
+struct GraphParams {
+    time: Option<f64>,
+    window: Option<String>,
+    clusters: Option<String>,
+    namespaces: Option<String>,
+}
+
+fn split_list(s: Option<String>) -> Vec<String> {
+    s.map(|s| s.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+async fn graph_handler(State(state): State<AppState>, Query(p): Query<GraphParams>) -> Response {
+    let at_ms = p.time.map_or_else(now_ms, |t| (t * 1000.0) as i64);
+    let q = GraphQuery {
+        at_ms,
+        window: p.window.unwrap_or_else(|| "1m".into()),
+        clusters: split_list(p.clusters),
+        namespaces: split_list(p.namespaces),
+    };
+    if !q.window.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return error(StatusCode::BAD_REQUEST, "bad_data", format!("invalid window {:?}", q.window));
+    }
+    let engine = Arc::clone(&state.engine);
+    match tokio::task::spawn_blocking(move || graph::build(&engine, &q)).await {
+        Ok(Ok(g)) => axum::Json(json!({"status": "success", "data": g})).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "bad_data", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, kind: &str, msg: String) -> Response {
+    (status, axum::Json(json!({"status": "error", "errorType": kind, "error": msg}))).into_response()
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    let stats = state.engine.store().stats();
+    state.gauges.series.set(stats.series as i64);
+    state.gauges.samples.set(stats.samples as i64);
+    state.gauges.clusters_connected.set(state.ingest.connected_clusters().len() as i64);
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    }
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,41 @@
+//! The central aggregator: accepts collector relay streams, stores their samples, and serves the
+//! Prometheus HTTP API, the cross-cluster service graph and its own telemetry.
+//!
+//! - [`config`]: listen addresses and limits.
+//! - [`ingest`]: the relay sink writing into the store, tracking connected clusters.
+//! - [`graph`]: the service graph over the stored Istio series.
+//! - [`http`]: the HTTP router (Prometheus API, graph, metrics, health).
+//! - [`server`]: starting and stopping it all.
+
+pub mod config;
+pub mod graph;
+pub mod http;
+pub mod ingest;
+pub mod server;
+
+pub use config::AggregatorConfig;
+pub use server::{Aggregator, run};
+
+/// Errors of the aggregator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file could not be read or is invalid.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A listener could not bind.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Result with the aggregator [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,108 @@
+//! A whole federation in one process: the simulator, one collector per simulated cluster and the
+//! aggregator, wired over real loopback sockets exactly as separate processes would be.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use meshfed_aggregator::{Aggregator, AggregatorConfig};
+use meshfed_collector::CollectorConfig;
+use meshfed_collector::config::{RelayConfig, ScrapeConfig, StaticTarget, TargetsConfig};
+use meshfed_sim::{RunningSim, SimConfig, Simulator};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to lay out the in-process mesh.
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    /// The simulated clusters and their traffic.
+    pub sim: SimConfig,
+    /// Aggregator HTTP listen address (`127.0.0.1:0` for any free port).
+    pub http_listen: String,
+    /// Aggregator relay listen address.
+    pub relay_listen: String,
+    /// Collector scrape interval.
+    pub scrape_interval_secs: f64,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        Self {
+            sim: SimConfig::default(),
+            http_listen: "127.0.0.1:0".into(),
+            relay_listen: "127.0.0.1:0".into(),
+            scrape_interval_secs: 5.0,
+        }
+    }
+}
+
+/// The running mesh.
+pub struct LocalMesh {
+    /// The simulator.
+    pub sim: RunningSim,
+    /// The aggregator.
+    pub aggregator: Aggregator,
+    /// Cluster names, one collector each.
+    pub clusters: Vec<String>,
+    collectors: Vec<(CancellationToken, JoinHandle<meshfed_collector::Result<()>>)>,
+    aggregator_stop: CancellationToken,
+}
+
+impl LocalMesh {
+    /// Starts the simulator, then the aggregator, then one collector per cluster.
+    pub async fn start(options: MeshOptions) -> anyhow::Result<Self> {
+        let sim = Simulator::start(options.sim.clone()).await.context("starting the simulator")?;
+        let aggregator_stop = CancellationToken::new();
+        let config = AggregatorConfig {
+            relay_listen: options.relay_listen.clone(),
+            http_listen: options.http_listen.clone(),
+            ..AggregatorConfig::default()
+        };
+        let aggregator =
+            Aggregator::start(&config, aggregator_stop.clone()).await.context("starting the aggregator")?;
+        let mut by_cluster: BTreeMap<String, Vec<StaticTarget>> = BTreeMap::new();
+        for t in sim.targets() {
+            let labels = BTreeMap::from([("namespace".to_owned(), t.namespace), ("pod".to_owned(), t.pod)]);
+            by_cluster.entry(t.cluster).or_default().push(StaticTarget { url: t.url, labels });
+        }
+        let relay = format!("http://{}", aggregator.relay_addr);
+        let mut collectors = Vec::new();
+        for (cluster, targets) in &by_cluster {
+            let config = CollectorConfig {
+                cluster: cluster.clone(),
+                collector_id: format!("{cluster}-collector"),
+                relay: RelayConfig { endpoints: vec![relay.clone()] },
+                scrape: ScrapeConfig {
+                    interval_secs: options.scrape_interval_secs,
+                    timeout_ms: (options.scrape_interval_secs * 800.0) as u64,
+                    ..ScrapeConfig::default()
+                },
+                targets: TargetsConfig { static_targets: targets.clone(), ..TargetsConfig::default() },
+                listen_addr: None,
+            };
+            let stop = CancellationToken::new();
+            collectors.push((stop.clone(), tokio::spawn(meshfed_collector::run(config, stop))));
+        }
+        Ok(Self { sim, aggregator, clusters: by_cluster.into_keys().collect(), collectors, aggregator_stop })
+    }
+
+    /// Stops every collector and waits until each has handed its last scrape to the aggregator
+    /// and had it acknowledged.
+    pub async fn stop_collectors(&mut self) {
+        for (stop, _) in &self.collectors {
+            stop.cancel();
+        }
+        for (_, task) in self.collectors.drain(..) {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "Collector failed.");
+            }
+        }
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        self.stop_collectors().await;
+        self.aggregator_stop.cancel();
+        self.aggregator.join().await;
+        self.sim.shutdown().await;
+    }
+}

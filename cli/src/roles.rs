@@ -1,0 +1,181 @@
+//! The long-running roles: `meshfed aggregator`, `meshfed collector`, `meshfed sim`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use meshfed_aggregator::AggregatorConfig;
+use meshfed_collector::CollectorConfig;
+use meshfed_collector::config::{RelayConfig, ScrapeConfig, TargetsConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        info!("Shutting down.");
+        t.cancel();
+    });
+    token
+}
+
+/// `meshfed aggregator`
+#[derive(Args)]
+pub struct AggregatorArgs {
+    /// YAML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Relay (gRPC) listen address.
+    #[arg(long)]
+    relay_listen: Option<String>,
+    /// HTTP (Prometheus API, graph, metrics) listen address.
+    #[arg(long)]
+    http_listen: Option<String>,
+}
+
+/// Runs the aggregator until shutdown.
+pub async fn aggregator(args: AggregatorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => AggregatorConfig::from_file(p)?,
+        None => AggregatorConfig::default(),
+    };
+    if let Some(a) = args.relay_listen {
+        config.relay_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.http_listen = a;
+    }
+    meshfed_aggregator::run(config, shutdown).await.context("aggregator")
+}
+
+/// `meshfed collector`
+#[derive(Args)]
+pub struct CollectorArgs {
+    /// YAML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Cluster name (required without --config).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Aggregator relay address, e.g. http://127.0.0.1:7070 (repeatable).
+    #[arg(long = "relay")]
+    relay: Vec<String>,
+    /// Prometheus file_sd target file (repeatable).
+    #[arg(long = "targets-file")]
+    targets_files: Vec<PathBuf>,
+    /// Scrape interval in seconds.
+    #[arg(long)]
+    interval_secs: Option<f64>,
+    /// Address for the collector's own /metrics.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// Runs a collector until shutdown.
+pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => CollectorConfig::from_file(p)?,
+        None => CollectorConfig {
+            cluster: args.cluster.clone().context("--cluster is required without --config")?,
+            collector_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "collector-0".into()),
+            relay: RelayConfig::default(),
+            scrape: ScrapeConfig::default(),
+            targets: TargetsConfig::default(),
+            listen_addr: None,
+        },
+    };
+    if let Some(c) = args.cluster {
+        config.cluster = c;
+    }
+    if !args.relay.is_empty() {
+        config.relay.endpoints = args.relay;
+    }
+    config.targets.files.extend(args.targets_files);
+    if let Some(i) = args.interval_secs {
+        config.scrape.interval_secs = i;
+    }
+    if args.listen.is_some() {
+        config.listen_addr = args.listen;
+    }
+    config.validate().map_err(anyhow::Error::msg).context("collector config")?;
+    meshfed_collector::run(config, shutdown).await.context("collector")
+}
+
+/// `meshfed sim`
+#[derive(Args)]
+pub struct SimArgs {
+    /// YAML simulator config (see `sim/src/config.rs`); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Number of clusters.
+    #[arg(long)]
+    clusters: Option<usize>,
+    /// Pods per workload.
+    #[arg(long)]
+    pods_per_workload: Option<usize>,
+    /// Extra copies of the web app, to scale the mesh.
+    #[arg(long)]
+    extra_namespaces: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Scenario YAML file.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Control API listen address.
+    #[arg(long)]
+    control_listen: Option<String>,
+    /// Write Prometheus file_sd JSON for every pod here.
+    #[arg(long)]
+    file_sd: Option<PathBuf>,
+}
+
+/// Runs the simulator until shutdown.
+pub async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => meshfed_sim::SimConfig::from_yaml_file(p)?,
+        None => meshfed_sim::SimConfig::default(),
+    };
+    if let Some(v) = args.clusters {
+        config.clusters = v;
+    }
+    if let Some(v) = args.pods_per_workload {
+        config.pods_per_workload = v;
+    }
+    if let Some(v) = args.extra_namespaces {
+        config.extra_namespaces = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if args.scenario.is_some() {
+        config.scenario_file = args.scenario;
+    }
+    if args.control_listen.is_some() {
+        config.control_listen = args.control_listen;
+    }
+    if args.file_sd.is_some() {
+        config.file_sd_path = args.file_sd;
+    }
+    config.validate()?;
+    meshfed_sim::run(config, shutdown).await.context("simulator")
+}

@@ -1,0 +1,59 @@
+//! The demo's one-line live summary: connected clusters, series, ingest rate, graph edges.
+
+use std::time::Instant;
+
+use meshfed_aggregator::Aggregator;
+use meshfed_aggregator::graph::{self, GraphQuery};
+
+/// Remembers the previous sample count to print a rate.
+pub struct Summary {
+    started: Instant,
+    last: Option<(Instant, u64)>,
+    clusters_expected: usize,
+}
+
+impl Summary {
+    /// A summary for a mesh of `clusters_expected` clusters.
+    pub fn new(clusters_expected: usize) -> Self {
+        Self { started: Instant::now(), last: None, clusters_expected }
+    }
+
+    /// One line describing the aggregator now.
+    pub fn line(&mut self, aggregator: &Aggregator) -> String {
+        let now = Instant::now();
+        let stats = aggregator.store.stats();
+        let rate = match self.last {
+            Some((t, n)) => (stats.samples.saturating_sub(n)) as f64 / now.duration_since(t).as_secs_f64(),
+            None => 0.0,
+        };
+        self.last = Some((now, stats.samples));
+        let connected = aggregator.ingest.connected_clusters().len();
+        let q = GraphQuery {
+            at_ms: meshfed_aggregator::http::now_ms(),
+            window: "1m".into(),
+            clusters: Vec::new(),
+            namespaces: Vec::new(),
+        };
+        let edges = match graph::build(&aggregator.engine, &q) {
+            Ok(g) => {
+                let cross = g.edges.iter().filter(|e| e.cross_cluster).count();
+                let worst = g
+                    .edges
+                    .iter()
+                    .filter(|e| e.error_rate_percent >= 1.0)
+                    .max_by(|a, b| a.error_rate_percent.total_cmp(&b.error_rate_percent))
+                    .map(|e| format!(" | worst {} -> {} {:.1}% 5xx", e.source, e.target, e.error_rate_percent))
+                    .unwrap_or_default();
+                format!("edges {} ({cross} cross-cluster){worst}", g.edges.len())
+            }
+            Err(e) => format!("graph error: {e}"),
+        };
+        format!(
+            "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges}",
+            self.started.elapsed().as_secs(),
+            self.clusters_expected,
+            stats.series,
+            rate,
+        )
+    }
+}

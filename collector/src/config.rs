@@ -1,0 +1,174 @@
+//! The collector's configuration file (YAML).
+//!
+//! ```yaml
+//! cluster: cluster-1
+//! relay:
+//!   endpoints: [http://127.0.0.1:7070]
+//! scrape:
+//!   interval_secs: 5
+//!   timeout_ms: 3000
+//! targets:
+//!   static:
+//!     - url: http://127.0.0.1:15020/stats/prometheus
+//!       labels: {namespace: bookinfo, pod: productpage-v1-0}
+//!   files: [/etc/meshfed/targets/*.json]   # Prometheus file_sd format
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The whole collector configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// The cluster this collector reports for; stamped as the `cluster` label.
+    pub cluster: String,
+    /// This collector's id within the cluster.
+    #[serde(default = "default_collector_id")]
+    pub collector_id: String,
+    /// Where to send samples.
+    #[serde(default)]
+    pub relay: RelayConfig,
+    /// Scrape timing and limits.
+    #[serde(default)]
+    pub scrape: ScrapeConfig,
+    /// What to scrape.
+    #[serde(default)]
+    pub targets: TargetsConfig,
+    /// Address for the collector's own `/metrics` and health endpoints; none when absent.
+    #[serde(default)]
+    pub listen_addr: Option<String>,
+}
+
+/// Relay client settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Aggregator relay addresses, tried in turn.
+    pub endpoints: Vec<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self { endpoints: vec!["http://127.0.0.1:7070".into()] }
+    }
+}
+
+/// Scrape timing and limits, applied to every target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrapeConfig {
+    /// Time between scrapes of one target.
+    pub interval_secs: f64,
+    /// Per-scrape timeout.
+    pub timeout_ms: u64,
+    /// The `job` label of scraped series.
+    pub job: String,
+    /// Largest accepted (decompressed) body.
+    pub max_body_bytes: usize,
+    /// Largest accepted number of samples per scrape; 0 for no limit.
+    pub sample_limit: usize,
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 15.0,
+            timeout_ms: 10_000,
+            job: "envoy-stats".into(),
+            max_body_bytes: 64 << 20,
+            sample_limit: 0,
+        }
+    }
+}
+
+/// Target sources.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// Targets listed in the config.
+    #[serde(default, rename = "static")]
+    pub static_targets: Vec<StaticTarget>,
+    /// Prometheus `file_sd` JSON or YAML files, re-read when they change.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// How often target files are checked for changes.
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: f64,
+}
+
+/// One target from the config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticTarget {
+    /// Full URL to scrape, e.g. `http://10.0.0.5:15020/stats/prometheus`.
+    pub url: String,
+    /// Extra target labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_collector_id() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "collector-0".into())
+}
+
+fn default_refresh_secs() -> f64 {
+    5.0
+}
+
+impl CollectorConfig {
+    /// Reads and validates a YAML config file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Config { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let config: Self = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.cluster.is_empty() {
+            return Err("cluster must not be empty".into());
+        }
+        if self.relay.endpoints.is_empty() {
+            return Err("relay.endpoints must name at least one aggregator".into());
+        }
+        if !(self.scrape.interval_secs > 0.0) {
+            return Err(format!("scrape.interval_secs must be positive, got {}", self.scrape.interval_secs));
+        }
+        if self.scrape.timeout_ms == 0 {
+            return Err("scrape.timeout_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_example() {
+        let c: CollectorConfig = serde_norway::from_str(
+            "cluster: c1\nscrape: {interval_secs: 5}\ntargets:\n  static:\n    - url: http://x/m\n      labels: {pod: p}\n",
+        )
+        .unwrap();
+        assert_eq!(c.cluster, "c1");
+        assert_eq!(c.scrape.interval_secs, 5.0);
+        assert_eq!(c.scrape.timeout_ms, 10_000);
+        assert_eq!(c.targets.static_targets[0].labels["pod"], "p");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_empty_cluster() {
+        assert!(serde_norway::from_str::<CollectorConfig>("cluster: c\nbogus: 1\n").is_err());
+        let c: CollectorConfig = serde_norway::from_str("cluster: ''\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("cluster"));
+    }
+}

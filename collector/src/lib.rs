@@ -1,0 +1,51 @@
+//! The per-cluster collector: finds scrape targets, scrapes them, and forwards the samples to the
+//! aggregator over the relay.
+//!
+//! - [`config`]: the YAML configuration.
+//! - [`discovery`]: static targets and Prometheus `file_sd` files.
+//! - [`scrape`]: one target's scrape: HTTP, parsing, target labels, staleness, synthetic series.
+//! - [`manager`]: one loop per target, started and stopped as discovery changes.
+//! - [`metrics`]: the collector's own telemetry.
+//! - [`run`]: wiring it all together until shutdown.
+
+pub mod config;
+pub mod discovery;
+pub mod manager;
+pub mod metrics;
+pub mod run;
+pub mod scrape;
+
+pub use config::CollectorConfig;
+pub use run::run;
+
+/// Errors of the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file could not be read or is invalid.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A discovery file could not be read.
+    #[error("target file {path}: {reason}")]
+    TargetFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HTTP listener failed.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Result with the collector [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,149 @@
+//! Runs one scrape loop per target and keeps the set of loops in step with discovery.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use meshfed_relay::client::RelayClient;
+use meshfed_relay::encode::OutgoingSample;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::ScrapeConfig;
+use crate::discovery::Target;
+use crate::metrics::CollectorMetrics;
+use crate::scrape::Scraper;
+
+/// Owns the running scrape loops.
+pub struct ScrapeManager {
+    client: reqwest::Client,
+    config: ScrapeConfig,
+    cluster: String,
+    relay: RelayClient,
+    metrics: CollectorMetrics,
+    loops: HashMap<Target, RunningLoop>,
+}
+
+impl ScrapeManager {
+    /// A manager with no targets yet.
+    pub fn new(config: ScrapeConfig, cluster: String, relay: RelayClient, metrics: CollectorMetrics) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("meshfed-collector/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap_or_default();
+        Self { client, config, cluster, relay, metrics, loops: HashMap::new() }
+    }
+
+    /// Starts loops for new targets and stops loops whose target is gone (their series are marked
+    /// stale, as Prometheus does when a target disappears).
+    pub fn sync(&mut self, targets: &[Target]) {
+        let wanted: std::collections::HashSet<&Target> = targets.iter().collect();
+        self.loops.retain(|t, running| {
+            let keep = wanted.contains(t);
+            if !keep {
+                debug!(target = %t.url, "Target removed.");
+                running.removed.store(true, Ordering::Relaxed);
+                running.stop.cancel();
+            }
+            keep
+        });
+        for t in targets {
+            if !self.loops.contains_key(t) {
+                let stop = CancellationToken::new();
+                let removed = Arc::new(AtomicBool::new(false));
+                let scraper = Scraper::new(self.client.clone(), t.clone(), self.config.clone(), &self.cluster);
+                let l = ScrapeLoop {
+                    scraper,
+                    interval: Duration::from_secs_f64(self.config.interval_secs),
+                    relay: self.relay.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                let span = info_span!("scrape", target = %t.url);
+                let handle = tokio::spawn(l.run(stop.clone(), Arc::clone(&removed)).instrument(span));
+                self.loops.insert(t.clone(), RunningLoop { stop, removed, handle });
+            }
+        }
+        self.metrics.targets.set(self.loops.len() as i64);
+    }
+
+    /// Stops every loop without marking series stale (a restarting collector must not blank its
+    /// cluster's data) and waits for in-flight scrapes to be handed to the relay.
+    pub async fn shutdown(self) {
+        let handles: Vec<_> = self
+            .loops
+            .into_values()
+            .map(|running| {
+                running.stop.cancel();
+                running.handle
+            })
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+}
+
+struct RunningLoop {
+    stop: CancellationToken,
+    removed: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+struct ScrapeLoop {
+    scraper: Scraper,
+    interval: Duration,
+    relay: RelayClient,
+    metrics: CollectorMetrics,
+}
+
+impl ScrapeLoop {
+    async fn run(mut self, stop: CancellationToken, removed: Arc<AtomicBool>) {
+        // Spread targets over the interval by a stable offset derived from the URL, like Prometheus.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.scraper.target().url.hash(&mut h);
+        let offset = Duration::from_nanos(h.finish() % self.interval.as_nanos().max(1) as u64);
+        let start = tokio::time::Instant::now() + offset;
+        let mut ticker = tokio::time::interval_at(start, self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_ts = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let ts = now_ms();
+            let out = self.scraper.scrape(ts).await;
+            last_ts = ts;
+            if let Some(e) = &out.error {
+                warn!(target = %self.scraper.target().url, error = %e, "Scrape failed.");
+            }
+            self.metrics.scrape_done(out.error.as_ref().map(|e| e.reason()), out.scraped);
+            self.forward(out.samples).await;
+        }
+        if removed.load(Ordering::Relaxed) {
+            // The target went away (not a shutdown): its series end now.
+            let ts = now_ms().max(last_ts + 1);
+            let stale = self.scraper.end_of_run_staleness(ts);
+            self.forward(stale).await;
+        }
+    }
+
+    async fn forward(&self, samples: Vec<OutgoingSample>) {
+        let n = samples.len() as u64;
+        match self.relay.send(samples).await {
+            Ok(()) => self.metrics.samples_forwarded.inc_by(n),
+            Err(_) => self.metrics.samples_dropped.inc_by(n),
+        };
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+

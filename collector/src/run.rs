@@ -1,0 +1,102 @@
+//! The collector's main loop: discovery refresh, scrape loops, relay client, own HTTP endpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use meshfed_relay::client::{RelayClient, RelayClientOptions};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::CollectorConfig;
+use crate::discovery::discover;
+use crate::manager::ScrapeManager;
+use crate::metrics::CollectorMetrics;
+use crate::{Error, Result};
+
+/// Runs the collector until `shutdown` fires, then stops scraping, hands the last scrapes to the
+/// relay and waits (bounded) for the aggregator to acknowledge them.
+pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<()> {
+    let metrics = CollectorMetrics::default();
+    let relay_connected = Gauge::<i64>::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    registry.register(
+        "meshfed_collector_relay_connected",
+        "1 while a relay stream to the aggregator is open",
+        relay_connected.clone(),
+    );
+    let registry = Arc::new(registry);
+
+    let relay_stop = CancellationToken::new();
+    let options = RelayClientOptions {
+        endpoints: config.relay.endpoints.clone(),
+        cluster: config.cluster.clone(),
+        collector_id: config.collector_id.clone(),
+        ..RelayClientOptions::default()
+    };
+    let (relay, relay_task) = RelayClient::spawn(options, relay_stop.clone());
+
+    if let Some(addr) = &config.listen_addr {
+        serve_http(addr, Arc::clone(&registry), shutdown.clone()).await?;
+    }
+
+    info!(cluster = %config.cluster, "Collector started.");
+    let mut manager = ScrapeManager::new(config.scrape.clone(), config.cluster.clone(), relay.clone(), metrics.clone());
+    let mut refresh = tokio::time::interval(Duration::from_secs_f64(config.targets.refresh_secs.max(0.1)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known = Vec::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = refresh.tick() => {}
+        }
+        let (targets, errors) = discover(&config.targets, &config.scrape);
+        for e in &errors {
+            warn!(error = %e, "Target discovery failed.");
+            metrics.discovery_errors.inc();
+        }
+        if targets != known {
+            info!(targets = targets.len(), "Targets changed.");
+            manager.sync(&targets);
+            known = targets;
+        }
+        relay_connected.set(i64::from(relay.stats().connected.load(Ordering::Relaxed)));
+    }
+    manager.shutdown().await;
+    relay_stop.cancel();
+    let _ = relay_task.await;
+    info!(
+        batches_acked = relay.stats().batches_acked.load(Ordering::Relaxed),
+        "Collector stopped."
+    );
+    Ok(())
+}
+
+async fn serve_http(addr: &str, registry: Arc<Registry>, shutdown: CancellationToken) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr: addr.to_owned(), source })?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = Arc::clone(&registry);
+                async move {
+                    let mut body = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                }
+            }),
+        )
+        .route("/-/healthy", get(|| async { "OK" }))
+        .route("/-/ready", get(|| async { "OK" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    });
+    Ok(())
+}

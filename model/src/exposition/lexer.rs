@@ -1,0 +1,277 @@
+//! Byte-level scanning shared by both parsers: names, quoted strings, numbers and line tracking.
+//!
+//! Every stop byte the scanner looks for is ASCII, so every offset it produces is a char boundary
+//! and slicing the body never panics.
+
+use std::borrow::Cow;
+
+use super::ParseError;
+use crate::labels::{Label, Labels, METRIC_NAME};
+
+/// A raw label pair borrowed from the body; the value is unescaped (owned only if it had escapes).
+pub(super) type RawLabel<'a> = (&'a str, Cow<'a, str>);
+
+/// A cursor over an exposition body that knows the current line.
+pub(super) struct Lexer<'a> {
+    pub src: &'a str,
+    pub b: &'a [u8],
+    pub pos: usize,
+    /// 1-based number of the line `line_start` begins.
+    pub line: usize,
+    pub line_start: usize,
+}
+
+/// A scan failure: where and why. Turned into a [`ParseError`] by [`Lexer::error`].
+pub(super) struct Fail {
+    pub pos: usize,
+    pub reason: Cow<'static, str>,
+}
+
+pub(super) type Scan<T> = Result<T, Fail>;
+
+/// Fails at `pos` with `reason`.
+pub(super) fn fail<T>(pos: usize, reason: impl Into<Cow<'static, str>>) -> Scan<T> {
+    Err(Fail { pos, reason: reason.into() })
+}
+
+impl<'a> Lexer<'a> {
+    pub fn new(src: &'a str) -> Self {
+        Self { src, b: src.as_bytes(), pos: 0, line: 1, line_start: 0 }
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.b.len()
+    }
+
+    pub fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    /// True at a newline or the end of the body.
+    pub fn at_eol(&self) -> bool {
+        matches!(self.peek(), None | Some(b'\n'))
+    }
+
+    /// Consumes `c` if it is next.
+    pub fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Skips spaces and tabs.
+    pub fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// The offset of the end of the current line (its `\n` or the end of the body).
+    pub fn line_end(&self) -> usize {
+        self.b[self.pos.min(self.b.len())..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(self.b.len(), |i| self.pos + i)
+    }
+
+    /// Moves past the end of the current line and starts the next.
+    pub fn next_line(&mut self) {
+        let end = self.line_end();
+        self.pos = (end + 1).min(self.b.len());
+        if end < self.b.len() {
+            self.line += 1;
+            self.line_start = self.pos;
+        }
+    }
+
+    /// Turns a scan failure into an error positioned on the current line.
+    pub fn error(&self, f: Fail) -> ParseError {
+        ParseError::at(self.src, self.line, self.line_start, f.pos, f.reason)
+    }
+
+    /// Scans a metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) or a label name (no `:`).
+    pub fn name(&mut self, metric: bool) -> Option<&'a str> {
+        let start = self.pos;
+        let ok_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || (metric && c == b':');
+        if !self.peek().is_some_and(ok_start) {
+            return None;
+        }
+        self.pos += 1;
+        while self.peek().is_some_and(|c| ok_start(c) || c.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        Some(&self.src[start..self.pos])
+    }
+
+    /// Scans bytes up to (not including) the first one for which `stop` holds.
+    pub fn token(&mut self, stop: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| !stop(c)) {
+            self.pos += 1;
+        }
+        &self.src[start..self.pos]
+    }
+
+    /// Scans a double-quoted label value at the cursor and unescapes `\\`, `\"` and `\n`; any other
+    /// escape is kept as written (as Prometheus and `prometheus_client` do). A raw newline inside the
+    /// quotes is allowed only when `multiline` (the 0.0.4 lexer accepts it).
+    pub fn quoted(&mut self, multiline: bool) -> Scan<Cow<'a, str>> {
+        let open = self.pos;
+        if !self.eat(b'"') {
+            return fail(open, "expected '\"' to start a label value");
+        }
+        let start = self.pos;
+        let (line, line_start) = (self.line, self.line_start);
+        let mut escaped = false;
+        loop {
+            match self.peek() {
+                Some(b'"') => break,
+                Some(b'\\') if !matches!(self.b.get(self.pos + 1), None | Some(b'\n')) => {
+                    escaped = true;
+                    self.pos += 2;
+                }
+                Some(b'\n') if multiline => {
+                    self.pos += 1;
+                    self.line += 1;
+                    self.line_start = self.pos;
+                }
+                None | Some(b'\\' | b'\n') => {
+                    (self.line, self.line_start) = (line, line_start);
+                    return fail(open, "unterminated label value");
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
+        let raw = &self.src[start..self.pos];
+        self.pos += 1;
+        Ok(if escaped { Cow::Owned(unescape(raw, true)) } else { Cow::Borrowed(raw) })
+    }
+}
+
+/// Replaces `\\` and `\n` (and `\"` when `quote`) by the characters they stand for.
+pub(super) fn unescape(raw: &str, quote: bool) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('"') if quote => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// Unescapes `# HELP` text (`\\` and `\n` only), borrowing when there is nothing to do.
+pub(super) fn unescape_help(raw: &str) -> String {
+    if raw.contains('\\') { unescape(raw, false) } else { raw.to_owned() }
+}
+
+/// Parses a sample value: a decimal float, `NaN`, `+Inf`/`-Inf`/`Inf` (any case), no underscores or
+/// hex. Integers of up to 15 digits take a fast exact path.
+pub(super) fn parse_float(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= 15 && b.iter().all(u8::is_ascii_digit) {
+        return Some(b.iter().fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0')) as f64);
+    }
+    // Rust's grammar is the Prometheus one minus hex floats; reject its extras explicitly.
+    if b.is_empty() || b.contains(&b'_') {
+        return None;
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Parses an integer millisecond timestamp (0.0.4).
+pub(super) fn parse_ms(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok()
+}
+
+/// Parses an OpenMetrics timestamp (float seconds) into whole milliseconds, truncating toward zero
+/// as Prometheus does. Plain decimals are converted exactly; the seconds are returned too, for
+/// ordering checks. `None` for NaN, infinities and malformed input.
+pub(super) fn parse_secs(s: &str) -> Option<(i64, f64)> {
+    let secs = parse_float(s).filter(|f| f.is_finite())?;
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let exact = !int.is_empty()
+        && int.len() <= 15
+        && int.bytes().all(|c| c.is_ascii_digit())
+        && frac.bytes().all(|c| c.is_ascii_digit());
+    let ms = if exact {
+        let whole: i64 = int.parse().ok()?;
+        let sub = frac.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
+        let ms = whole * 1000 + sub;
+        if s.starts_with('-') { -ms } else { ms }
+    } else {
+        // `as` saturates, so huge timestamps clamp instead of wrapping.
+        (secs * 1000.0) as i64
+    };
+    Some((ms, secs))
+}
+
+/// Builds a sorted [`Labels`] from a sample name and its raw labels, failing with the first
+/// duplicated label name. Empty values are dropped after the duplicate check.
+pub(super) fn build_labels(name: Option<&str>, raw: &mut Vec<RawLabel<'_>>) -> Result<Labels, String> {
+    let mut v = Vec::with_capacity(raw.len() + 1);
+    if let Some(n) = name {
+        v.push(Label { name: METRIC_NAME.to_owned(), value: n.to_owned() });
+    }
+    for (n, val) in raw.drain(..) {
+        v.push(Label { name: n.to_owned(), value: val.into_owned() });
+    }
+    v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("duplicate label name {:?}", w[0].name));
+    }
+    v.retain(|l| !l.value.is_empty());
+    Ok(Labels::from_sorted_unique(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats() {
+        for (s, v) in [("1", 1.0), ("-1.5", -1.5), ("1e3", 1000.0), ("+Inf", f64::INFINITY), ("-Inf", -f64::INFINITY)] {
+            assert_eq!(parse_float(s), Some(v), "{s}");
+        }
+        assert!(parse_float("NaN").is_some_and(f64::is_nan));
+        for s in ["", "1_2", "0x1", "0x1p-3", "a", " 1", "1 "] {
+            assert_eq!(parse_float(s), None, "{s}");
+        }
+        assert_eq!(parse_float("16440392441958861461"), Some(16440392441958861461.0));
+    }
+
+    #[test]
+    fn seconds_to_ms_exactly() {
+        assert_eq!(parse_secs("1.234").map(|t| t.0), Some(1234));
+        assert_eq!(parse_secs("-1.5").map(|t| t.0), Some(-1500));
+        assert_eq!(parse_secs("1.5e3").map(|t| t.0), Some(1_500_000));
+        assert_eq!(parse_secs("000").map(|t| t.0), Some(0));
+        assert_eq!(parse_secs("NaN"), None);
+        assert_eq!(parse_secs("Inf"), None);
+    }
+
+    #[test]
+    fn unescaping_keeps_unknown_escapes() {
+        assert_eq!(unescape(r#"a\\b\"c\nd\z"#, true), "a\\b\"c\nd\\z");
+        assert_eq!(unescape_help(r#"\"\n"#), "\\\"\n");
+    }
+}

@@ -1,0 +1,17 @@
+//! meshfed query: a PromQL engine over the [`meshfed_store::Store`] and the Prometheus HTTP API.
+//!
+//! [`Engine`] parses PromQL with `promql-parser` and evaluates it with Prometheus 3 semantics
+//! (5m lookback, staleness markers, `offset` and `@`, step-aligned range evaluation, delayed
+//! `__name__` removal). [`http::router`] serves the subset of the Prometheus HTTP API that
+//! Grafana's Prometheus data source uses.
+
+pub mod engine;
+pub mod error;
+mod functions;
+pub mod http;
+pub mod value;
+
+pub use engine::{Engine, EngineOptions};
+pub use error::{QueryError, Result};
+pub use http::router;
+pub use value::{Series, Value};

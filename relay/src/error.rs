@@ -1,0 +1,114 @@
+//! The relay's error type.
+
+/// Result with the relay [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong on either side of a relay stream.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The first message of a stream was not a hello.
+    #[error("stream did not start with a hello")]
+    MissingHello,
+    /// The peer speaks a protocol version this build does not.
+    #[error("unsupported protocol version {got} (this build speaks {supported})")]
+    UnsupportedVersion {
+        /// What the peer announced.
+        got: u32,
+        /// What we speak.
+        supported: u32,
+    },
+    /// The hello named no cluster.
+    #[error("hello from collector {collector_id:?} names no cluster")]
+    MissingCluster {
+        /// The collector's id.
+        collector_id: String,
+    },
+    /// A batch's sample columns differ in length.
+    #[error("batch {sequence}: column lengths differ (refs {refs}, timestamps {timestamps}, values {values})")]
+    RaggedColumns {
+        /// Batch sequence number.
+        sequence: u64,
+        /// Length of the refs column.
+        refs: usize,
+        /// Length of the timestamps column.
+        timestamps: usize,
+        /// Length of the values column.
+        values: usize,
+    },
+    /// A sample names a ref the stream never defined.
+    #[error("batch {sequence}: unknown series ref {series_ref}")]
+    UnknownRef {
+        /// Batch sequence number.
+        sequence: u64,
+        /// The undefined ref.
+        series_ref: u64,
+    },
+    /// A series definition is malformed (no name, unsorted or duplicate labels).
+    #[error("batch {sequence}: invalid series definition for ref {series_ref}: {reason}")]
+    InvalidSeries {
+        /// Batch sequence number.
+        sequence: u64,
+        /// The ref being defined.
+        series_ref: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A series claims a cluster other than the stream's.
+    #[error("batch {sequence}: series claims cluster {claimed:?} but the stream is cluster {cluster:?}")]
+    ForeignCluster {
+        /// Batch sequence number.
+        sequence: u64,
+        /// The stream's cluster.
+        cluster: String,
+        /// The cluster the series claims.
+        claimed: String,
+    },
+    /// The aggregator could not store a batch.
+    #[error("ingest failed: {0}")]
+    Ingest(String),
+    /// A gRPC transport failure.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A gRPC status from the peer.
+    #[error("status: {0}")]
+    Status(#[from] tonic::Status),
+    /// The aggregator refused the session.
+    #[error("rejected by aggregator: {0}")]
+    Rejected(String),
+}
+
+impl Error {
+    /// A short, bounded reason for use as a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::MissingHello => "missing_hello",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::MissingCluster { .. } => "missing_cluster",
+            Error::RaggedColumns { .. } => "ragged_columns",
+            Error::UnknownRef { .. } => "unknown_ref",
+            Error::InvalidSeries { .. } => "invalid_series",
+            Error::ForeignCluster { .. } => "foreign_cluster",
+            Error::Ingest(_) => "ingest",
+            Error::Transport(_) => "transport",
+            Error::Status(_) => "status",
+            Error::Rejected(_) => "rejected",
+        }
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::MissingHello
+            | Error::MissingCluster { .. }
+            | Error::RaggedColumns { .. }
+            | Error::UnknownRef { .. }
+            | Error::InvalidSeries { .. } => tonic::Status::invalid_argument(e.to_string()),
+            Error::UnsupportedVersion { .. } => tonic::Status::failed_precondition(e.to_string()),
+            Error::ForeignCluster { .. } => tonic::Status::permission_denied(e.to_string()),
+            Error::Ingest(_) => tonic::Status::unavailable(e.to_string()),
+            Error::Transport(_) | Error::Rejected(_) => tonic::Status::unavailable(e.to_string()),
+            Error::Status(s) => s,
+        }
+    }
+}

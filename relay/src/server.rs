@@ -1,0 +1,184 @@
+//! Aggregator side of the relay: the gRPC service that accepts collector streams.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use meshfed_model::Labels;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::decode::{ResolvedSample, StreamDecoder};
+use crate::proto::{self, AggregatorMessage, CollectorMessage, aggregator_message, collector_message};
+use crate::{Error, PROTOCOL_VERSION, Result};
+
+/// Where the relay server hands what it receives. Implemented by the aggregator over its store.
+pub trait Ingest: Send + Sync + 'static {
+    /// The sink's id for a series (created if new). `labels` already carry the stream's cluster.
+    fn register_series(&self, labels: &Labels) -> u64;
+    /// Stores resolved samples from `cluster`. Returning `Ok` means the batch may be acknowledged.
+    fn append(&self, cluster: &str, samples: &[ResolvedSample]) -> std::result::Result<(), String>;
+    /// A collector of `cluster` opened a session.
+    fn session_opened(&self, _cluster: &str, _collector_id: &str) {}
+    /// A session of `cluster` ended.
+    fn session_closed(&self, _cluster: &str, _collector_id: &str) {}
+}
+
+/// Self-metrics of the relay server.
+#[derive(Clone, Debug, Default)]
+pub struct RelayServerMetrics {
+    sessions_active: Gauge,
+    sessions: Counter,
+    batches: Family<Vec<(String, String)>, Counter>,
+    samples: Family<Vec<(String, String)>, Counter>,
+    rejected: Family<Vec<(String, String)>, Counter>,
+}
+
+impl RelayServerMetrics {
+    /// Registers the metrics under `meshfed_relay_*`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("meshfed_relay");
+        r.register("sessions_active", "Collector sessions currently open", self.sessions_active.clone());
+        r.register("sessions", "Collector sessions opened", self.sessions.clone());
+        r.register("batches_received", "Sample batches stored, by cluster", self.batches.clone());
+        r.register("samples_received", "Samples stored, by cluster", self.samples.clone());
+        r.register("rejected", "Sessions or batches refused, by reason", self.rejected.clone());
+    }
+
+    fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&vec![("reason".to_owned(), reason.to_owned())]).inc();
+    }
+}
+
+/// The gRPC service. Wrap it with [`proto::relay_server::RelayServer`] to serve it.
+pub struct RelayService<I> {
+    ingest: Arc<I>,
+    metrics: RelayServerMetrics,
+}
+
+impl<I: Ingest> RelayService<I> {
+    /// A service storing into `ingest`.
+    pub fn new(ingest: Arc<I>, metrics: RelayServerMetrics) -> Self {
+        Self { ingest, metrics }
+    }
+
+    /// The tonic server wrapper with message-size limits applied.
+    pub fn into_server(self, max_message_bytes: usize) -> proto::relay_server::RelayServer<Self> {
+        proto::relay_server::RelayServer::new(self).max_decoding_message_size(max_message_bytes)
+    }
+}
+
+type DownStream = Pin<Box<dyn Stream<Item = std::result::Result<AggregatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
+    type SessionStream = DownStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<CollectorMessage>>,
+    ) -> std::result::Result<Response<Self::SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.next().await {
+            Some(Ok(CollectorMessage { kind: Some(collector_message::Kind::Hello(h)) })) => h,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                self.metrics.reject(Error::MissingHello.reason());
+                return Err(Error::MissingHello.into());
+            }
+        };
+        if let Err(e) = validate_hello(&hello) {
+            warn!(collector = %hello.collector_id, error = %e, "Refused relay session.");
+            self.metrics.reject(e.reason());
+            return Err(e.into());
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let welcome = aggregator_message::Kind::Welcome(proto::Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            cluster: hello.cluster.clone(),
+        });
+        // The channel is new and empty, so this cannot fail.
+        let _ = tx.try_send(Ok(AggregatorMessage { kind: Some(welcome) }));
+        let session = Session {
+            ingest: Arc::clone(&self.ingest),
+            metrics: self.metrics.clone(),
+            decoder: StreamDecoder::new(hello.cluster.clone()),
+            collector_id: hello.collector_id.clone(),
+            tx,
+        };
+        let span = info_span!("relay_session", cluster = %hello.cluster, collector = %hello.collector_id);
+        tokio::spawn(session.run(inbound).instrument(span));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+fn validate_hello(hello: &proto::Hello) -> Result<()> {
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(Error::UnsupportedVersion { got: hello.protocol_version, supported: PROTOCOL_VERSION });
+    }
+    if hello.cluster.is_empty() {
+        return Err(Error::MissingCluster { collector_id: hello.collector_id.clone() });
+    }
+    Ok(())
+}
+
+struct Session<I> {
+    ingest: Arc<I>,
+    metrics: RelayServerMetrics,
+    decoder: StreamDecoder,
+    collector_id: String,
+    tx: mpsc::Sender<std::result::Result<AggregatorMessage, Status>>,
+}
+
+impl<I: Ingest> Session<I> {
+    async fn run(mut self, mut inbound: Streaming<CollectorMessage>) {
+        let cluster = self.decoder.cluster().to_owned();
+        info!("Collector connected.");
+        self.metrics.sessions.inc();
+        self.metrics.sessions_active.inc();
+        self.ingest.session_opened(&cluster, &self.collector_id);
+        let labels = vec![("cluster".to_owned(), cluster.clone())];
+        let (batches, samples) = (self.metrics.batches.get_or_create(&labels).clone(), self.metrics.samples.get_or_create(&labels).clone());
+        let mut resolved = Vec::new();
+        let outcome: Result<()> = async {
+            while let Some(msg) = inbound.next().await {
+                match msg?.kind {
+                    Some(collector_message::Kind::Batch(batch)) => {
+                        let ingest = &self.ingest;
+                        self.decoder.decode(&batch, |l| ingest.register_series(l), &mut resolved)?;
+                        self.ingest.append(&cluster, &resolved).map_err(Error::Ingest)?;
+                        batches.inc();
+                        samples.inc_by(resolved.len() as u64);
+                        let ack = aggregator_message::Kind::Ack(proto::BatchAck { sequence: batch.sequence });
+                        if self.tx.send(Ok(AggregatorMessage { kind: Some(ack) })).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(collector_message::Kind::Heartbeat(hb)) => {
+                        let reply = aggregator_message::Kind::Heartbeat(hb);
+                        let _ = self.tx.send(Ok(AggregatorMessage { kind: Some(reply) })).await;
+                    }
+                    Some(collector_message::Kind::Hello(_)) | None => {}
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            warn!(error = %e, "Relay session failed.");
+            self.metrics.reject(e.reason());
+            let _ = self.tx.send(Err(e.into())).await;
+        } else {
+            info!("Collector disconnected.");
+        }
+        self.metrics.sessions_active.dec();
+        self.ingest.session_closed(&cluster, &self.collector_id);
+    }
+}

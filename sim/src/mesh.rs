@@ -1,0 +1,318 @@
+//! The simulated mesh without sockets: topology, clock, fault/routing timeline and recorded
+//! scrapes. Everything a pod endpoint serves is computed here, so tests and benchmarks can use it
+//! directly.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use meshfed_model::Labels;
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::SimConfig;
+use crate::counters::Timeline;
+use crate::faults::{DarkMode, FaultId, FaultRequest, FaultStatus};
+use crate::model::Flags;
+use crate::render;
+use crate::routing::RoutingTable;
+use crate::scenario::{default_scenario, load_scenario};
+use crate::topology::{ClusterId, EdgeSource, PodId, Topology};
+use crate::{Result, SimError};
+
+/// One scrape as served: when, and exactly which samples.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServedScrape {
+    /// Simulated time in ms since start.
+    pub at_ms: u64,
+    /// Unix time in ms.
+    pub unix_ms: i64,
+    /// Samples (labels include `__name__`; empty label values are absent, as in Prometheus).
+    #[serde(skip)]
+    pub samples: Vec<(Labels, f64)>,
+}
+
+/// Ground truth: requests per second on one (source, destination workload, code) path right now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EdgeRate {
+    /// Source cluster (`unknown` for callers outside the mesh, as Istio labels them).
+    pub source_cluster: String,
+    /// Source namespace (`unknown` outside the mesh).
+    pub source_namespace: String,
+    /// Source workload (`unknown` outside the mesh).
+    pub source_workload: String,
+    /// Destination cluster.
+    pub destination_cluster: String,
+    /// Destination namespace.
+    pub destination_namespace: String,
+    /// Destination workload.
+    pub destination_workload: String,
+    /// Destination service FQDN.
+    pub destination_service: String,
+    /// HTTP status.
+    pub response_code: u16,
+    /// Envoy response flags (`-` or `UF,URX`).
+    pub response_flags: String,
+    /// Requests per second (summed over pods).
+    pub rate_rps: f64,
+}
+
+/// The mesh state shared by all pod servers and the control API.
+#[derive(Debug)]
+pub struct Mesh {
+    topo: Arc<Topology>,
+    clock: Arc<dyn Clock>,
+    timeline: RwLock<Timeline>,
+    record_scrapes: usize,
+    recorded: Mutex<Vec<VecDeque<ServedScrape>>>,
+}
+
+impl Mesh {
+    /// Builds the mesh and schedules the configured scenario.
+    pub fn new(config: &SimConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        let topo = Arc::new(Topology::build(config));
+        let scenario = match (&config.scenario_file, &config.scenario) {
+            (Some(path), _) => load_scenario(path)?,
+            (None, Some(s)) => s.clone(),
+            (None, None) => default_scenario(),
+        };
+        let mut timeline = Timeline::new(&topo);
+        for s in scenario {
+            let end = s.duration_secs.map(|d| s.at_secs + d);
+            timeline.add_fault(&topo, s.fault, s.at_secs, end)?;
+        }
+        Ok(Self {
+            recorded: Mutex::new(vec![VecDeque::new(); topo.pods.len()]),
+            topo,
+            clock,
+            timeline: RwLock::new(timeline),
+            record_scrapes: config.record_scrapes,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Timeline> {
+        self.timeline.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Timeline> {
+        self.timeline.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now_secs(&self) -> f64 {
+        self.clock.now_ms() as f64 / 1000.0
+    }
+
+    /// The pod index of `name`.
+    pub fn pod_id(&self, name: &str) -> Result<PodId> {
+        self.topo
+            .pod_id(name)
+            .ok_or_else(|| SimError::UnknownPod(name.to_string()))
+    }
+
+    fn families(&self, pod: PodId, at_ms: u64) -> Vec<render::Family> {
+        let t = at_ms as f64 / 1000.0;
+        let tl = self.read();
+        let values = tl.integrate(pod, t);
+        let model = tl.model_at(t).clone();
+        drop(tl);
+        let gauges = &model.gauges[self.topo.pods[pod].workload];
+        render::families(&self.topo, &values, gauges)
+    }
+
+    /// The exposition a scrape of `pod` at simulated time `at_ms` returns (nothing recorded).
+    pub fn render_at(&self, pod: &str, at_ms: u64) -> Result<String> {
+        Ok(render::to_text(&self.families(self.pod_id(pod)?, at_ms)))
+    }
+
+    /// The exact samples a scrape of `pod` at `at_ms` returns.
+    pub fn samples_at(&self, pod: &str, at_ms: u64) -> Result<Vec<(Labels, f64)>> {
+        Ok(render::to_samples(&self.families(self.pod_id(pod)?, at_ms)))
+    }
+
+    /// Number of samples a scrape of `pod` exposes now.
+    pub fn series_count(&self, pod: &str) -> Result<usize> {
+        Ok(render::sample_count(
+            &self.families(self.pod_id(pod)?, self.clock.now_ms()),
+        ))
+    }
+
+    /// Serves a scrape of `pod` now, recording it when recording is on.
+    pub(crate) fn serve(&self, pod: PodId) -> String {
+        let at_ms = self.clock.now_ms();
+        let fams = self.families(pod, at_ms);
+        if self.record_scrapes > 0 {
+            let scrape = ServedScrape {
+                at_ms,
+                unix_ms: self.clock.unix_ms(),
+                samples: render::to_samples(&fams),
+            };
+            let mut rec = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+            let q = &mut rec[pod];
+            if q.len() == self.record_scrapes {
+                q.pop_front();
+            }
+            q.push_back(scrape);
+        }
+        render::to_text(&fams)
+    }
+
+    /// The last scrapes served for `pod` (oldest first); empty unless `record_scrapes > 0`.
+    pub fn served_scrapes(&self, pod: &str) -> Result<Vec<ServedScrape>> {
+        let p = self.pod_id(pod)?;
+        let rec = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(rec[p].iter().cloned().collect())
+    }
+
+    /// Injects a fault; it starts `delay_secs` from now.
+    pub fn inject(&self, req: FaultRequest) -> Result<FaultId> {
+        let delay_ok = req.delay_secs.is_finite() && req.delay_secs >= 0.0;
+        if !delay_ok || req.duration_secs.is_some_and(|d| !(d.is_finite() && d >= 0.0)) {
+            return Err(SimError::InvalidFault(
+                "delay_secs and duration_secs must be finite and >= 0".into(),
+            ));
+        }
+        let mut tl = self.write();
+        let start = self.now_secs() + req.delay_secs;
+        let id = tl.add_fault(&self.topo, req.fault, start, req.duration_secs.map(|d| start + d))?;
+        tracing::info!(id, start_secs = start, "Fault injected.");
+        Ok(id)
+    }
+
+    /// Ends a fault now; false when it is unknown or already over.
+    pub fn clear_fault(&self, id: FaultId) -> bool {
+        let mut tl = self.write();
+        let now = self.now_secs();
+        tl.clear_fault(&self.topo, id, now)
+    }
+
+    /// All faults with their windows.
+    pub fn faults(&self) -> Vec<FaultStatus> {
+        let now = self.now_secs();
+        self.read()
+            .faults
+            .iter()
+            .map(|f| FaultStatus {
+                id: f.id,
+                fault: f.fault.clone(),
+                start_secs: f.start,
+                end_secs: f.end,
+                active: f.active_at(now),
+            })
+            .collect()
+    }
+
+    /// Replaces the routing table from now on (history is kept, so counters stay exact).
+    pub fn set_routing(&self, table: RoutingTable) -> Result<()> {
+        table.validate(&self.topo)?;
+        let mut tl = self.write();
+        let now = self.now_secs();
+        tl.set_routing(&self.topo, table, now);
+        Ok(())
+    }
+
+    /// The routing table in effect now.
+    pub fn routing(&self) -> RoutingTable {
+        self.read().routing_at(self.now_secs()).as_ref().clone()
+    }
+
+    /// How the cluster's endpoints misbehave now, if it is dark.
+    pub fn dark_mode(&self, cluster: ClusterId) -> Option<DarkMode> {
+        self.read().dark_mode(cluster, self.now_secs())
+    }
+
+    /// Ground truth: every request path's rate now (HTTP and gRPC; TCP edges are not requests).
+    pub fn edge_rates(&self) -> Vec<EdgeRate> {
+        self.edge_rates_at(self.clock.now_ms())
+    }
+
+    /// Ground truth: every request path's rate at simulated time `at_ms`.
+    pub fn edge_rates_at(&self, at_ms: u64) -> Vec<EdgeRate> {
+        let model = self.read().model_at(at_ms as f64 / 1000.0).clone();
+        let t = &self.topo;
+        let mut out: Vec<EdgeRate> = model
+            .flows
+            .iter()
+            .map(|f| {
+                let d = &t.workloads[f.dst];
+                let (sc, sn, sw) = match f.source {
+                    EdgeSource::Workload(w) => {
+                        let s = &t.workloads[w];
+                        (s.cluster_name.clone(), s.namespace.clone(), s.name.clone())
+                    }
+                    EdgeSource::Unknown(_) => ("unknown".into(), "unknown".into(), "unknown".into()),
+                };
+                EdgeRate {
+                    source_cluster: sc,
+                    source_namespace: sn,
+                    source_workload: sw,
+                    destination_cluster: d.cluster_name.clone(),
+                    destination_namespace: d.namespace.clone(),
+                    destination_workload: d.name.clone(),
+                    destination_service: d.service.map_or_else(String::new, |s| t.services[s].fqdn.clone()),
+                    response_code: f.code,
+                    response_flags: if f.flags == Flags::UpstreamFailure {
+                        "UF,URX"
+                    } else {
+                        "-"
+                    }
+                    .into(),
+                    rate_rps: f.rps,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (
+                &a.source_cluster,
+                &a.source_workload,
+                &a.destination_cluster,
+                &a.destination_workload,
+                a.response_code,
+            )
+                .cmp(&(
+                    &b.source_cluster,
+                    &b.source_workload,
+                    &b.destination_cluster,
+                    &b.destination_workload,
+                    b.response_code,
+                ))
+        });
+        out
+    }
+
+    /// Ground truth: requests per second from each source cluster to each destination cluster now.
+    pub fn cluster_pair_rates(&self) -> BTreeMap<(String, String), f64> {
+        let mut m = BTreeMap::new();
+        for e in self.edge_rates() {
+            *m.entry((e.source_cluster, e.destination_cluster)).or_insert(0.0) += e.rate_rps;
+        }
+        m
+    }
+
+    /// Ground truth: the request rate now from `source_cluster` to `destination_cluster`.
+    pub fn cluster_pair_rate(&self, source_cluster: &str, destination_cluster: &str) -> f64 {
+        self.edge_rates()
+            .iter()
+            .filter(|e| e.source_cluster == source_cluster && e.destination_cluster == destination_cluster)
+            .map(|e| e.rate_rps)
+            .sum()
+    }
+
+    /// Ground truth: the request rate now matching a filter over [`EdgeRate`]s.
+    pub fn configured_rate(&self, filter: impl Fn(&EdgeRate) -> bool) -> f64 {
+        self.edge_rates()
+            .iter()
+            .filter(|e| filter(e))
+            .map(|e| e.rate_rps)
+            .sum()
+    }
+}

@@ -1,0 +1,395 @@
+//! Renders one pod's series in the shape of Envoy's `/stats/prometheus` with Istio's stats filter:
+//! Prometheus text 0.0.4, `# TYPE` lines only (Envoy emits no `# HELP`), counters then gauges then
+//! histograms, Istio labels in the stats filter's order.
+
+use std::fmt::Write as _;
+
+use meshfed_model::{Labels, METRIC_NAME};
+
+use crate::counters::{Accum, HistAccum};
+use crate::dist::BUCKETS;
+use crate::model::{Flags, GaugeRow, Reporter, SeriesKey};
+use crate::topology::{Protocol, Topology, WorkloadId};
+
+/// The Istio proxy version reported by `istio_build`.
+pub const ISTIO_VERSION: &str = "1.24.2";
+
+/// A label list in exposition order.
+pub(crate) type LabelList = Vec<(&'static str, String)>;
+
+/// One sample: name suffix (`_bucket`, `_sum`, `_count` or empty), labels, value.
+#[derive(Debug)]
+pub(crate) struct Line {
+    suffix: &'static str,
+    labels: LabelList,
+    value: f64,
+}
+
+/// A metric family.
+#[derive(Debug)]
+pub(crate) struct Family {
+    name: &'static str,
+    kind: &'static str,
+    lines: Vec<Line>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            lines: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, labels: LabelList, value: f64) {
+        self.lines.push(Line {
+            suffix: "",
+            labels,
+            value,
+        });
+    }
+
+    fn push_histogram(&mut self, labels: &LabelList, count: f64, h: &HistAccum, n: f64) {
+        for (le, b) in BUCKETS.iter().zip(h.buckets.iter()) {
+            let mut l = labels.clone();
+            l.push(("le", fmt_value(*le)));
+            self.lines.push(Line {
+                suffix: "_bucket",
+                labels: l,
+                value: b.floor().min(count),
+            });
+        }
+        let mut l = labels.clone();
+        l.push(("le", "+Inf".to_string()));
+        self.lines.push(Line {
+            suffix: "_bucket",
+            labels: l,
+            value: count,
+        });
+        // The sum is the floored count times the mean observed so far, so sum/count stays exact.
+        let sum = if n > 0.0 { count * h.weighted_sum / n } else { 0.0 };
+        self.lines.push(Line {
+            suffix: "_sum",
+            labels: labels.clone(),
+            value: (sum * 1000.0).round() / 1000.0,
+        });
+        self.lines.push(Line {
+            suffix: "_count",
+            labels: labels.clone(),
+            value: count,
+        });
+    }
+}
+
+fn source_labels(topo: &Topology, w: Option<WorkloadId>, out: &mut LabelList) {
+    const NAMES: [&str; 8] = [
+        "source_workload",
+        "source_canonical_service",
+        "source_canonical_revision",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "source_cluster",
+    ];
+    let vals: [String; 8] = match w.map(|w| &topo.workloads[w]) {
+        Some(w) => [
+            w.name.clone(),
+            w.app.clone(),
+            w.canonical_revision.clone(),
+            w.namespace.clone(),
+            w.principal(),
+            w.app.clone(),
+            w.version.clone(),
+            w.cluster_name.clone(),
+        ],
+        // What Istio reports for a caller without a sidecar.
+        None => [
+            "unknown", "unknown", "latest", "unknown", "unknown", "unknown", "unknown", "unknown",
+        ]
+        .map(String::from),
+    };
+    out.extend(NAMES.into_iter().zip(vals));
+}
+
+/// The Istio standard labels, in the stats filter's order.
+fn istio_labels(
+    topo: &Topology,
+    reporter: Reporter,
+    src: Option<WorkloadId>,
+    dst: WorkloadId,
+    response: Option<(u16, Flags)>,
+) -> LabelList {
+    let d = &topo.workloads[dst];
+    let svc = d.service.map(|s| &topo.services[s]);
+    let mut l: LabelList = Vec::with_capacity(26);
+    l.push((
+        "reporter",
+        if reporter == Reporter::Source {
+            "source"
+        } else {
+            "destination"
+        }
+        .to_string(),
+    ));
+    source_labels(topo, src, &mut l);
+    let failed = matches!(response, Some((_, Flags::UpstreamFailure)));
+    l.push(("destination_workload", d.name.clone()));
+    l.push(("destination_workload_namespace", d.namespace.clone()));
+    l.push((
+        "destination_principal",
+        if failed {
+            "unknown".to_string()
+        } else {
+            d.principal()
+        },
+    ));
+    l.push(("destination_app", d.app.clone()));
+    l.push(("destination_version", d.version.clone()));
+    l.push((
+        "destination_service",
+        svc.map_or_else(|| "unknown".to_string(), |s| s.fqdn.clone()),
+    ));
+    l.push(("destination_canonical_service", d.app.clone()));
+    l.push(("destination_canonical_revision", d.canonical_revision.clone()));
+    l.push((
+        "destination_service_name",
+        svc.map_or_else(|| "unknown".to_string(), |s| s.name.clone()),
+    ));
+    l.push(("destination_service_namespace", d.namespace.clone()));
+    l.push(("destination_cluster", d.cluster_name.clone()));
+    let protocol = svc.map_or(Protocol::Http, |s| s.protocol);
+    l.push((
+        "request_protocol",
+        match protocol {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+            Protocol::Tcp => "tcp",
+        }
+        .to_string(),
+    ));
+    if let Some((code, flags)) = response {
+        l.push(("response_code", code.to_string()));
+        let grpc = match (protocol, code) {
+            (Protocol::Grpc, 200) => "0",
+            (Protocol::Grpc, 503) => "14",
+            (Protocol::Grpc, _) => "2",
+            _ => "",
+        };
+        l.push(("grpc_response_status", grpc.to_string()));
+        l.push((
+            "response_flags",
+            if flags == Flags::UpstreamFailure {
+                "UF,URX"
+            } else {
+                "-"
+            }
+            .to_string(),
+        ));
+    } else {
+        l.push(("response_flags", "-".to_string()));
+    }
+    let policy = match (reporter, src) {
+        (Reporter::Source, _) => "unknown",
+        (Reporter::Destination, Some(_)) => "mutual_tls",
+        (Reporter::Destination, None) => "none",
+    };
+    l.push(("connection_security_policy", policy.to_string()));
+    l
+}
+
+/// Builds every family a scrape of `pod` shows, from its integrals and current gauges.
+pub(crate) fn families(topo: &Topology, values: &[(SeriesKey, Accum)], gauges: &[GaugeRow]) -> Vec<Family> {
+    let mut upstream = Family::new("envoy_cluster_upstream_rq", "counter");
+    let mut requests = Family::new("istio_requests_total", "counter");
+    let mut tcp_closed = Family::new("istio_tcp_connections_closed_total", "counter");
+    let mut tcp_opened = Family::new("istio_tcp_connections_opened_total", "counter");
+    let mut tcp_received = Family::new("istio_tcp_received_bytes_total", "counter");
+    let mut tcp_sent = Family::new("istio_tcp_sent_bytes_total", "counter");
+    let mut healthy = Family::new("envoy_cluster_membership_healthy", "gauge");
+    let mut total = Family::new("envoy_cluster_membership_total", "gauge");
+    let mut ejections = Family::new("envoy_cluster_outlier_detection_ejections_active", "gauge");
+    let mut live = Family::new("envoy_server_live", "gauge");
+    let mut build = Family::new("istio_build", "gauge");
+    let mut req_bytes = Family::new("istio_request_bytes", "histogram");
+    let mut duration = Family::new("istio_request_duration_milliseconds", "histogram");
+    let mut resp_bytes = Family::new("istio_response_bytes", "histogram");
+    for (key, acc) in values {
+        match (key, acc) {
+            (
+                SeriesKey::Http {
+                    reporter,
+                    src,
+                    dst,
+                    code,
+                    flags,
+                },
+                Accum::Http {
+                    n,
+                    latency,
+                    request_bytes,
+                    response_bytes,
+                },
+            ) => {
+                let count = n.floor();
+                if count < 1.0 {
+                    continue;
+                }
+                let labels = istio_labels(topo, *reporter, *src, *dst, Some((*code, *flags)));
+                duration.push_histogram(&labels, count, latency, *n);
+                req_bytes.push_histogram(&labels, count, request_bytes, *n);
+                resp_bytes.push_histogram(&labels, count, response_bytes, *n);
+                requests.push(labels, count);
+            }
+            (
+                SeriesKey::Tcp { reporter, src, dst },
+                Accum::Tcp {
+                    opened,
+                    closed,
+                    request_bytes,
+                    response_bytes,
+                },
+            ) => {
+                if opened.floor() < 1.0 {
+                    continue;
+                }
+                let labels = istio_labels(topo, *reporter, Some(*src), *dst, None);
+                tcp_closed.push(labels.clone(), closed.floor());
+                tcp_received.push(labels.clone(), request_bytes.floor());
+                tcp_sent.push(labels.clone(), response_bytes.floor());
+                tcp_opened.push(labels, opened.floor());
+            }
+            (
+                SeriesKey::UpstreamRq {
+                    service,
+                    inbound,
+                    class,
+                },
+                Accum::Count(c),
+            ) => {
+                if c.floor() < 1.0 {
+                    continue;
+                }
+                let s = &topo.services[*service];
+                let name = if *inbound {
+                    s.inbound_cluster()
+                } else {
+                    s.outbound_cluster()
+                };
+                upstream.push(
+                    vec![
+                        ("response_code_class", format!("{}xx", class / 100)),
+                        ("cluster_name", name),
+                    ],
+                    c.floor(),
+                );
+            }
+            _ => {}
+        }
+    }
+    for g in gauges {
+        let s = &topo.services[g.service];
+        let name = if g.inbound {
+            s.inbound_cluster()
+        } else {
+            s.outbound_cluster()
+        };
+        healthy.push(vec![("cluster_name", name.clone())], f64::from(g.healthy));
+        total.push(vec![("cluster_name", name.clone())], f64::from(g.total));
+        ejections.push(vec![("cluster_name", name)], f64::from(g.ejected));
+    }
+    live.push(Vec::new(), 1.0);
+    build.push(
+        vec![
+            ("component", "proxy".to_string()),
+            ("tag", ISTIO_VERSION.to_string()),
+        ],
+        1.0,
+    );
+    [
+        upstream,
+        requests,
+        tcp_closed,
+        tcp_opened,
+        tcp_received,
+        tcp_sent,
+        healthy,
+        total,
+        ejections,
+        live,
+        build,
+        req_bytes,
+        duration,
+        resp_bytes,
+    ]
+    .into_iter()
+    .filter(|f| !f.lines.is_empty())
+    .collect()
+}
+
+/// Formats a sample value the way Envoy does: integers without a decimal point.
+pub(crate) fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape(v: &str, out: &mut String) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Prometheus text 0.0.4.
+pub(crate) fn to_text(families: &[Family]) -> String {
+    let mut out = String::with_capacity(families.iter().map(|f| f.lines.len() * 600).sum());
+    for f in families {
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+        for l in &f.lines {
+            out.push_str(f.name);
+            out.push_str(l.suffix);
+            out.push('{');
+            for (i, (n, v)) in l.labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(n);
+                out.push_str("=\"");
+                escape(v, &mut out);
+                out.push('"');
+            }
+            out.push_str("} ");
+            out.push_str(&fmt_value(l.value));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The samples as (labels incl. `__name__`, value) pairs, in exposition order.
+pub(crate) fn to_samples(families: &[Family]) -> Vec<(Labels, f64)> {
+    families
+        .iter()
+        .flat_map(|f| {
+            f.lines.iter().map(move |l| {
+                let name = format!("{}{}", f.name, l.suffix);
+                let pairs =
+                    std::iter::once((METRIC_NAME, name)).chain(l.labels.iter().map(|(n, v)| (*n, v.clone())));
+                (Labels::from_pairs(pairs), l.value)
+            })
+        })
+        .collect()
+}
+
+/// Number of samples a scrape shows.
+pub(crate) fn sample_count(families: &[Family]) -> usize {
+    families.iter().map(|f| f.lines.len()).sum()
+}

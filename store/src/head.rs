@@ -1,0 +1,255 @@
+//! One series' in-memory samples: a list of closed, immutable chunks and the open chunk new samples
+//! go to, plus the series' time bounds readable without its lock.
+//!
+//! A future WAL logs an append before [`MemSeries::append`] applies it; block cutting takes the
+//! closed chunks older than a boundary (they are immutable, so they can be written out while
+//! appends continue on the open chunk).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use meshfed_model::Sample;
+use parking_lot::RwLock;
+
+use crate::chunk::{XorAppender, XorIter};
+
+/// Bytes preallocated for a new open chunk; it grows as needed and is trimmed when closed.
+const OPEN_CHUNK_BYTES: usize = 32;
+
+/// What became of one appended sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum AppendOutcome {
+    /// Stored.
+    Appended,
+    /// An identical repeat of the newest sample; ignored.
+    Unchanged,
+    /// Older than the newest sample, whose timestamp is given.
+    OutOfOrder(i64),
+    /// Same timestamp as the newest sample with a different value.
+    Duplicate,
+}
+
+/// A full chunk that no longer changes.
+#[derive(Debug)]
+struct ClosedChunk {
+    bytes: Box<[u8]>,
+    min_t: i64,
+    max_t: i64,
+    count: u16,
+}
+
+/// A series' chunks.
+#[derive(Debug)]
+struct Chunks {
+    closed: Vec<ClosedChunk>,
+    /// Holds the newest sample whenever the series has any: a full chunk is closed only when the
+    /// next sample arrives.
+    open: XorAppender,
+    open_min_t: i64,
+}
+
+/// The samples of one series.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    /// Oldest sample's timestamp, `i64::MAX` while empty.
+    min_t: AtomicI64,
+    /// Newest sample's timestamp, `i64::MIN` while empty.
+    max_t: AtomicI64,
+    chunks: RwLock<Chunks>,
+}
+
+impl Default for MemSeries {
+    fn default() -> Self {
+        Self {
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            chunks: RwLock::new(Chunks {
+                closed: Vec::new(),
+                open: XorAppender::with_capacity(0),
+                open_min_t: i64::MAX,
+            }),
+        }
+    }
+}
+
+impl MemSeries {
+    /// Whether the series' time bounds overlap `[mint, maxt]`; read without taking its lock.
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        let (min_t, max_t) = (
+            self.min_t.load(Ordering::Acquire),
+            self.max_t.load(Ordering::Acquire),
+        );
+        // An empty series has min_t > max_t, which also keeps it out of `[i64::MIN, i64::MAX]`.
+        min_t <= max_t && min_t <= maxt && max_t >= mint
+    }
+
+    /// Whether the series has a sample in `[mint, maxt]`. Answered from its bounds alone unless
+    /// the range falls strictly between its oldest and newest samples without containing a chunk
+    /// boundary; then one chunk is decoded.
+    pub(crate) fn has_sample_in(&self, mint: i64, maxt: i64) -> bool {
+        if mint > maxt || !self.overlaps(mint, maxt) {
+            return false;
+        }
+        if mint <= self.min_t.load(Ordering::Acquire) || maxt >= self.max_t.load(Ordering::Acquire) {
+            return true;
+        }
+        let chunks = self.chunks.read();
+        let first = chunks.closed.partition_point(|c| c.max_t < mint);
+        let (bytes, count, min_t) = match chunks.closed.get(first) {
+            Some(c) => (&c.bytes[..], c.count, c.min_t),
+            None => (chunks.open.bytes(), chunks.open.count(), chunks.open_min_t),
+        };
+        if min_t > maxt {
+            return false;
+        }
+        min_t >= mint
+            || XorIter::new(bytes, count)
+                .find(|&(t, _)| t >= mint)
+                .is_some_and(|(t, _)| t <= maxt)
+    }
+
+    /// Appends a sample, cutting a new chunk once the open one holds `samples_per_chunk`.
+    pub(crate) fn append(&self, t: i64, v: f64, samples_per_chunk: u16) -> AppendOutcome {
+        let mut chunks = self.chunks.write();
+        if let Some((last_t, last_bits)) = chunks.open.last() {
+            if t < last_t {
+                return AppendOutcome::OutOfOrder(last_t);
+            }
+            if t == last_t {
+                return if last_bits == v.to_bits() {
+                    AppendOutcome::Unchanged
+                } else {
+                    AppendOutcome::Duplicate
+                };
+            }
+            if chunks.open.count() >= samples_per_chunk {
+                let full = std::mem::replace(&mut chunks.open, XorAppender::with_capacity(OPEN_CHUNK_BYTES));
+                let min_t = chunks.open_min_t;
+                chunks.closed.push(ClosedChunk {
+                    count: full.count(),
+                    bytes: full.finish(),
+                    min_t,
+                    max_t: last_t,
+                });
+            }
+        }
+        if chunks.open.count() == 0 {
+            chunks.open_min_t = t;
+            if chunks.open.capacity() == 0 {
+                chunks.open = XorAppender::with_capacity(OPEN_CHUNK_BYTES);
+            }
+        }
+        if chunks.open.append(t, v).is_err() {
+            // Unreachable: t is greater than the open chunk's newest timestamp, checked above.
+            return AppendOutcome::OutOfOrder(chunks.open.last().map_or(t, |l| l.0));
+        }
+        if self.min_t.load(Ordering::Relaxed) == i64::MAX {
+            self.min_t.store(t, Ordering::Release);
+        }
+        self.max_t.store(t, Ordering::Release);
+        AppendOutcome::Appended
+    }
+
+    /// Replaces `out` with the samples in `[mint, maxt]`, oldest first.
+    pub(crate) fn read(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        out.clear();
+        if mint > maxt || !self.overlaps(mint, maxt) {
+            return;
+        }
+        let chunks = self.chunks.read();
+        let first = chunks.closed.partition_point(|c| c.max_t < mint);
+        for c in &chunks.closed[first..] {
+            if c.min_t > maxt {
+                return;
+            }
+            push_range(XorIter::new(&c.bytes, c.count), mint, maxt, out);
+        }
+        if chunks.open.count() > 0 && chunks.open_min_t <= maxt {
+            push_range(
+                XorIter::new(chunks.open.bytes(), chunks.open.count()),
+                mint,
+                maxt,
+                out,
+            );
+        }
+    }
+
+    /// Heap bytes held by the chunks, plus the series itself.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let chunks = self.chunks.read();
+        size_of::<Self>()
+            + chunks.closed.capacity() * size_of::<ClosedChunk>()
+            + chunks.closed.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + chunks.open.capacity()
+    }
+}
+
+fn push_range(iter: XorIter<'_>, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    for (t, v) in iter {
+        if t > maxt {
+            return;
+        }
+        if t >= mint {
+            out.push(Sample::new(t, v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(s: &MemSeries) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        s.read(i64::MIN, i64::MAX, &mut out);
+        out.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect()
+    }
+
+    #[test]
+    fn chunks_are_cut_and_read_across() {
+        let s = MemSeries::default();
+        for i in 0..10 {
+            assert_eq!(s.append(i * 10, i as f64, 3), AppendOutcome::Appended);
+        }
+        assert_eq!(s.chunks.read().closed.len(), 3);
+        assert_eq!(read_all(&s).len(), 10);
+        let mut out = Vec::new();
+        s.read(25, 61, &mut out);
+        let ts: Vec<i64> = out.iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(ts, [30, 40, 50, 60]);
+        s.read(61, 25, &mut out);
+        assert!(out.is_empty());
+        // Bounds overlap but no sample lies in between, inside a chunk and across a chunk gap.
+        for (mint, maxt, want) in [
+            (31, 39, false),
+            (51, 59, false),
+            (31, 40, true),
+            (21, 29, false),
+            (0, 0, true),
+        ] {
+            assert_eq!(s.has_sample_in(mint, maxt), want, "[{mint}, {maxt}]");
+        }
+        assert!(s.has_sample_in(85, 95) && !s.has_sample_in(91, 99) && !s.has_sample_in(-5, -1));
+        assert!(!MemSeries::default().has_sample_in(i64::MIN, i64::MAX));
+    }
+
+    #[test]
+    fn order_rules() {
+        let s = MemSeries::default();
+        assert_eq!(s.append(100, 1.0, 120), AppendOutcome::Appended);
+        assert_eq!(s.append(100, 1.0, 120), AppendOutcome::Unchanged);
+        assert_eq!(s.append(100, 2.0, 120), AppendOutcome::Duplicate);
+        assert_eq!(s.append(99, 1.0, 120), AppendOutcome::OutOfOrder(100));
+        assert!(s.overlaps(100, 100) && !s.overlaps(101, 200) && !s.overlaps(0, 99));
+        assert_eq!(read_all(&s), [(100, 1f64.to_bits())]);
+    }
+
+    #[test]
+    fn stale_marker_repeat_is_unchanged_but_plain_nan_differs() {
+        let s = MemSeries::default();
+        let stale = f64::from_bits(meshfed_model::STALE_NAN_BITS);
+        assert_eq!(s.append(1, stale, 120), AppendOutcome::Appended);
+        assert_eq!(s.append(1, stale, 120), AppendOutcome::Unchanged);
+        assert_eq!(s.append(1, f64::NAN, 120), AppendOutcome::Duplicate);
+        assert_eq!(read_all(&s), [(1, meshfed_model::STALE_NAN_BITS)]);
+    }
+}
