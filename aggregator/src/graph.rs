@@ -63,7 +63,7 @@ pub struct Graph {
     pub timestamp: f64,
     /// The rate window used.
     pub window: String,
-    /// Every cluster appearing in the graph.
+    /// Every cluster appearing in the graph (not `unknown`, which marks callers outside the mesh).
     pub clusters: Vec<String>,
     /// Nodes, sorted by id.
     pub nodes: Vec<Node>,
@@ -134,7 +134,9 @@ pub fn build(engine: &Engine, q: &GraphQuery) -> Result<Graph, meshfed_query::Qu
         nodes.insert(src);
         nodes.insert(dst);
     }
-    let clusters: BTreeSet<String> = nodes.iter().map(|n| n.cluster.clone()).collect();
+    // Callers from outside the mesh carry `source_cluster="unknown"`: a node, not a cluster.
+    let clusters: BTreeSet<String> =
+        nodes.iter().filter(|n| n.cluster != "unknown").map(|n| n.cluster.clone()).collect();
     Ok(Graph {
         timestamp: q.at_ms as f64 / 1000.0,
         window: q.window.clone(),

@@ -30,7 +30,14 @@ pub fn fixture_dir(sub: &str) -> Option<PathBuf> {
         return Some(dir);
     }
     let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
-    assert!(!required, "fixture {} is missing and {REQUIRE_ENV}=1", dir.display());
-    eprintln!("skipping: fixture {} is absent (set {FIXTURES_ENV} to point at shared/fixtures)", dir.display());
+    assert!(
+        !required,
+        "fixture {} is missing and {REQUIRE_ENV}=1",
+        dir.display()
+    );
+    eprintln!(
+        "skipping: fixture {} is absent (set {FIXTURES_ENV} to point at shared/fixtures)",
+        dir.display()
+    );
     None
 }

@@ -76,7 +76,9 @@ impl Labels {
 
     /// A builder starting from this set.
     pub fn to_builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.0.clone() }
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
     }
 
     /// A copy without `__name__`.
@@ -148,7 +150,9 @@ impl LabelsBuilder {
 
     /// An empty builder with room for `n` labels.
     pub fn with_capacity(n: usize) -> Self {
-        Self { labels: Vec::with_capacity(n) }
+        Self {
+            labels: Vec::with_capacity(n),
+        }
     }
 
     /// Sets `name` to `value`, replacing an earlier value; an empty value removes the label.
@@ -170,7 +174,10 @@ impl LabelsBuilder {
 
     /// The current value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|l| l.name == name).map(|l| l.value.as_str())
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
     }
 
     /// Finishes the set, sorted by name.

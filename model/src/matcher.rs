@@ -47,13 +47,13 @@ impl Matcher {
         let name = name.into();
         let value = value.into();
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$")).map_err(|source| MatcherError {
+            MatchOp::Regex | MatchOp::NotRegex => Some(Regex::new(&format!("^(?s:{value})$")).map_err(
+                |source| MatcherError {
                     name: name.clone(),
                     pattern: value.clone(),
                     source,
-                })?,
-            ),
+                },
+            )?),
             _ => None,
         };
         Ok(Self { name, op, value, re })
@@ -61,7 +61,12 @@ impl Matcher {
 
     /// `name="value"`.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), op: MatchOp::Equal, value: value.into(), re: None }
+        Self {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            re: None,
+        }
     }
 
     /// Whether a label value (`""` when the label is absent) matches.
@@ -92,20 +97,28 @@ mod tests {
 
     #[test]
     fn regex_is_anchored() {
-        let m = Matcher::new(MatchOp::Regex, "job", "api").unwrap();
+        let m = Matcher::new(MatchOp::Regex, "job", "api").expect("valid regex");
         assert!(m.matches("api"));
         assert!(!m.matches("web-api"));
-        let m = Matcher::new(MatchOp::Regex, "job", "web-.*").unwrap();
+        let m = Matcher::new(MatchOp::Regex, "job", "web-.*").expect("valid regex");
         assert!(m.matches("web-api"));
-        let m = Matcher::new(MatchOp::Regex, "x", "a|b").unwrap();
+        let m = Matcher::new(MatchOp::Regex, "x", "a|b").expect("valid regex");
         assert!(m.matches("a") && m.matches("b") && !m.matches("ab"));
     }
 
     #[test]
     fn empty_matches_absent() {
         assert!(Matcher::equal("x", "").matches_empty());
-        assert!(Matcher::new(MatchOp::NotRegex, "x", ".+").unwrap().matches_empty());
-        assert!(!Matcher::new(MatchOp::Regex, "x", ".+").unwrap().matches_empty());
+        assert!(
+            Matcher::new(MatchOp::NotRegex, "x", ".+")
+                .expect("valid regex")
+                .matches_empty()
+        );
+        assert!(
+            !Matcher::new(MatchOp::Regex, "x", ".+")
+                .expect("valid regex")
+                .matches_empty()
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
 
 fn format_of(path: &Path) -> Format {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if name.ends_with(".om.txt") || name == "omtestdata.txt" { Format::OpenMetrics } else { Format::PrometheusText }
+    if name.ends_with(".om.txt") || name == "omtestdata.txt" {
+        Format::OpenMetrics
+    } else {
+        Format::PrometheusText
+    }
 }
 
 /// Every real scrape body, with the format it is written in.
@@ -62,7 +66,10 @@ fn every_real_scrape_parses() {
             // client_golang exposes a histogram with negative buckets and a negative `_sum`, and a
             // summary with negative quantiles and `_sum`, which OpenMetrics 1.0 forbids: scrape mode
             // accepts them (as Prometheus does), the strict check reports each one.
-            let found: Vec<_> = problems.iter().map(|e| (e.line, e.column, e.reason.as_str())).collect();
+            let found: Vec<_> = problems
+                .iter()
+                .map(|e| (e.line, e.column, e.reason.as_str()))
+                .collect();
             assert_eq!(
                 found,
                 [
@@ -78,7 +85,11 @@ fn every_real_scrape_parses() {
                 "{name}"
             );
         } else {
-            assert!(problems.is_empty(), "{}: strict check finds {problems:?}", path.display());
+            assert!(
+                problems.is_empty(),
+                "{}: strict check finds {problems:?}",
+                path.display()
+            );
         }
     }
     println!("real scrapes: {} files, {samples} samples", all.len());
@@ -95,10 +106,21 @@ fn same(a: &[MetricFamily], b: &[MetricFamily]) -> Result<(), String> {
     for (fa, fb) in a.iter().zip(b) {
         let meta = |f: &MetricFamily| (f.name.clone(), f.help.clone(), f.unit.clone(), f.metric_type);
         if meta(fa) != meta(fb) || fa.samples.len() != fb.samples.len() {
-            return Err(format!("family {} differs: {:?} vs {:?}", fa.name, meta(fa), meta(fb)));
+            return Err(format!(
+                "family {} differs: {:?} vs {:?}",
+                fa.name,
+                meta(fa),
+                meta(fb)
+            ));
         }
         for (sa, sb) in fa.samples.iter().zip(&fb.samples) {
-            let key = |s: &ExpositionSample| (s.labels.clone(), s.timestamp_ms, s.exemplar.as_ref().map(|e| e.labels.clone()));
+            let key = |s: &ExpositionSample| {
+                (
+                    s.labels.clone(),
+                    s.timestamp_ms,
+                    s.exemplar.as_ref().map(|e| e.labels.clone()),
+                )
+            };
             if key(sa) != key(sb) || !equal_values(sa.value, sb.value) {
                 return Err(format!("sample {} differs: {sa:?} vs {sb:?}", sa.labels));
             }
@@ -112,7 +134,8 @@ fn real_scrapes_round_trip_through_render() {
     for (path, format) in scrapes() {
         let first = parse(&read(&path), format).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let rendered = render(&first, format);
-        let again = parse(&rendered, format).unwrap_or_else(|e| panic!("{} re-rendered: {e}", path.display()));
+        let again =
+            parse(&rendered, format).unwrap_or_else(|e| panic!("{} re-rendered: {e}", path.display()));
         if let Err(e) = same(&first, &again) {
             panic!("{}: {e}", path.display());
         }
@@ -121,10 +144,20 @@ fn real_scrapes_round_trip_through_render() {
 
 #[test]
 fn istio_1_5_merged_keeps_exact_values() {
-    let Some(dir) = fixture_dir("istio-sidecar/datadog") else { return };
-    let families = parse(&read(&dir.join("istio-1.5-fixture_istio-merged.txt")), Format::PrometheusText)
-        .expect("istio 1.5 merged parses");
-    let family = |name: &str| families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name}"));
+    let Some(dir) = fixture_dir("istio-sidecar/datadog") else {
+        return;
+    };
+    let families = parse(
+        &read(&dir.join("istio-1.5-fixture_istio-merged.txt")),
+        Format::PrometheusText,
+    )
+    .expect("istio 1.5 merged parses");
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
 
     // A u64-sized gauge (an Envoy version hash) keeps the nearest f64, like Prometheus.
     let cds = family("envoy_cluster_manager_cds_version");
@@ -146,43 +179,80 @@ fn istio_1_5_merged_keeps_exact_values() {
         first.labels.get("source_principal"),
         Some("spiffe://cluster.local/ns/default/sa/bookinfo-productpage")
     );
-    assert_eq!(first.labels.get("destination_service"), Some("reviews.default.svc.cluster.local"));
+    assert_eq!(
+        first.labels.get("destination_service"),
+        Some("reviews.default.svc.cluster.local")
+    );
     assert_eq!(first.labels.metric_name(), Some("istio_requests_total"));
 
     // Histogram parts join their family.
     let duration = family("istio_request_duration_milliseconds");
     assert_eq!(duration.metric_type, MetricType::Histogram);
-    let names: std::collections::BTreeSet<_> =
-        duration.samples.iter().filter_map(|s| s.labels.metric_name()).collect();
-    assert!(names.contains("istio_request_duration_milliseconds_bucket"), "{names:?}");
-    assert!(names.contains("istio_request_duration_milliseconds_sum"), "{names:?}");
+    let names: std::collections::BTreeSet<_> = duration
+        .samples
+        .iter()
+        .filter_map(|s| s.labels.metric_name())
+        .collect();
+    assert!(
+        names.contains("istio_request_duration_milliseconds_bucket"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains("istio_request_duration_milliseconds_sum"),
+        "{names:?}"
+    );
 }
 
 #[test]
 fn promtool_fixtures_are_what_they_are_meant_for() {
-    let Some(dir) = fixture_dir("prometheus-promtool-prom") else { return };
+    let Some(dir) = fixture_dir("prometheus-promtool-prom") else {
+        return;
+    };
     // `promtool check metrics` input: valid 0.0.4.
     parse(&read(&dir.join("metrics-test.prom")), Format::PrometheusText).expect("metrics-test.prom");
     // `promtool tsdb dump-openmetrics` output: valid OpenMetrics with float-second timestamps.
-    for name in ["dump-openmetrics-test.prom", "dump-openmetrics-roundtrip-test.prom"] {
-        let fams = parse(&read(&dir.join(name)), Format::OpenMetrics).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(fams.iter().all(|f| f.samples.iter().all(|s| s.timestamp_ms.is_some())));
+    for name in [
+        "dump-openmetrics-test.prom",
+        "dump-openmetrics-roundtrip-test.prom",
+    ] {
+        let fams =
+            parse(&read(&dir.join(name)), Format::OpenMetrics).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            fams.iter()
+                .all(|f| f.samples.iter().all(|s| s.timestamp_ms.is_some()))
+        );
     }
-    let dumped = parse(&read(&dir.join("dump-openmetrics-roundtrip-test.prom")), Format::OpenMetrics)
-        .expect("roundtrip dump");
+    let dumped = parse(
+        &read(&dir.join("dump-openmetrics-roundtrip-test.prom")),
+        Format::OpenMetrics,
+    )
+    .expect("roundtrip dump");
     let up = dumped.iter().find(|f| f.name == "up").expect("up");
     assert_eq!(up.samples[0].timestamp_ms, Some(1_700_226_034_330));
     // `promtool tsdb dump` output (`{__name__="x", …} v t`) and series JSON are not exposition formats.
-    for name in ["dump-test-1.prom", "dump-test-2.prom", "dump-test-3.prom", "dump-series-1.prom"] {
+    for name in [
+        "dump-test-1.prom",
+        "dump-test-2.prom",
+        "dump-test-3.prom",
+        "dump-series-1.prom",
+    ] {
         let body = read(&dir.join(name));
-        assert!(parse(&body, Format::PrometheusText).is_err(), "{name} should not parse as 0.0.4");
-        assert!(parse(&body, Format::OpenMetrics).is_err(), "{name} should not parse as OpenMetrics");
+        assert!(
+            parse(&body, Format::PrometheusText).is_err(),
+            "{name} should not parse as 0.0.4"
+        );
+        assert!(
+            parse(&body, Format::OpenMetrics).is_err(),
+            "{name} should not parse as OpenMetrics"
+        );
     }
 }
 
 #[test]
 fn expfmt_fuzz_corpus() {
-    let Some(dir) = fixture_dir("prometheus-common-expfmt/fuzz/corpus") else { return };
+    let Some(dir) = fixture_dir("prometheus-common-expfmt/fuzz/corpus") else {
+        return;
+    };
     // Where Go's expfmt is stricter than Prometheus' scraper (which we follow), we accept.
     let lenient = [
         "from_test_parse_error_1",  // unknown escape `\t` is kept, as Prometheus does

@@ -58,6 +58,8 @@ impl Default for RelayClientOptions {
 /// Counters the client keeps about itself.
 #[derive(Debug, Default)]
 pub struct RelayClientStats {
+    /// Batches handed to [`RelayClient::send`].
+    pub batches_queued: AtomicU64,
     /// Whether a stream is open now.
     pub connected: AtomicBool,
     /// Batches the aggregator acknowledged.
@@ -89,7 +91,15 @@ impl RelayClient {
 
     /// Queues one batch, waiting while the queue is full. Fails only after the client stopped.
     pub async fn send(&self, samples: Vec<OutgoingSample>) -> std::result::Result<(), Vec<OutgoingSample>> {
-        self.tx.send(samples).await.map_err(|e| e.0)
+        self.tx.send(samples).await.map_err(|e| e.0)?;
+        self.stats.batches_queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Batches queued or sent but not yet acknowledged.
+    pub fn pending(&self) -> u64 {
+        let queued = self.stats.batches_queued.load(Ordering::Relaxed);
+        queued.saturating_sub(self.stats.batches_acked.load(Ordering::Relaxed))
     }
 
     /// The client's counters.

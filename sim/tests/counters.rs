@@ -16,9 +16,15 @@ fn same_seed_same_output_and_different_seed_different_names() {
     cb.set_ms(95_000);
     assert_eq!(a.topology().pods.len(), b.topology().pods.len());
     for p in &a.topology().pods {
-        assert_eq!(a.render_at(&p.name, 95_000).expect("a"), b.render_at(&p.name, 95_000).expect("b"));
+        assert_eq!(
+            a.render_at(&p.name, 95_000).expect("a"),
+            b.render_at(&p.name, 95_000).expect("b")
+        );
     }
-    let (c, _) = mesh(SimConfig { seed: 7, ..SimConfig::default() });
+    let (c, _) = mesh(SimConfig {
+        seed: 7,
+        ..SimConfig::default()
+    });
     assert_ne!(a.topology().pods[0].name, c.topology().pods[0].name);
 }
 
@@ -56,7 +62,10 @@ fn counter_is_floor_of_rate_integral() {
                 && l.get("destination_cluster") == Some(dst.as_str())
         });
         let want = rate * 250.0;
-        assert!((got - want).abs() <= 0.01 * want + 50.0, "{src}->{dst}: got {got}, want {want}");
+        assert!(
+            (got - want).abs() <= 0.01 * want + 50.0,
+            "{src}->{dst}: got {got}, want {want}"
+        );
         assert!(got <= want);
     }
 }
@@ -70,15 +79,31 @@ fn histograms_are_consistent_with_counters() {
             let same = |l: &&common::Line, name: &str| {
                 l.name == name && req.labels.iter().all(|(n, v)| l.get(n) == Some(v.as_str()))
             };
-            for fam in ["istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"] {
-                let buckets: Vec<f64> =
-                    lines.iter().filter(|l| same(l, &format!("{fam}_bucket"))).map(|l| l.value).collect();
+            for fam in [
+                "istio_request_duration_milliseconds",
+                "istio_request_bytes",
+                "istio_response_bytes",
+            ] {
+                let buckets: Vec<f64> = lines
+                    .iter()
+                    .filter(|l| same(l, &format!("{fam}_bucket")))
+                    .map(|l| l.value)
+                    .collect();
                 assert_eq!(buckets.len(), 20, "{fam}");
-                assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{fam} buckets must not decrease");
+                assert!(
+                    buckets.windows(2).all(|w| w[0] <= w[1]),
+                    "{fam} buckets must not decrease"
+                );
                 assert_eq!(buckets[19], req.value);
-                let count = lines.iter().find(|l| same(l, &format!("{fam}_count"))).expect("count");
+                let count = lines
+                    .iter()
+                    .find(|l| same(l, &format!("{fam}_count")))
+                    .expect("count");
                 assert_eq!(count.value, req.value);
-                let sum = lines.iter().find(|l| same(l, &format!("{fam}_sum"))).expect("sum");
+                let sum = lines
+                    .iter()
+                    .find(|l| same(l, &format!("{fam}_sum")))
+                    .expect("sum");
                 assert!(sum.value > 0.0);
             }
         }
@@ -92,11 +117,16 @@ fn counters_never_decrease_through_the_default_scenario() {
         let mut prev: Vec<common::Line> = Vec::new();
         for t in (0..=400).step_by(20) {
             let lines = parse(&m.render_at(&p.name, t * 1000).expect("render"));
-            for old in prev.iter().filter(|l| !l.name.starts_with("envoy_cluster_membership")) {
+            for old in prev
+                .iter()
+                .filter(|l| !l.name.starts_with("envoy_cluster_membership"))
+            {
                 if old.name.starts_with("envoy_cluster_outlier") || old.name == "envoy_server_live" {
                     continue;
                 }
-                let now = lines.iter().find(|l| l.name == old.name && l.labels == old.labels);
+                let now = lines
+                    .iter()
+                    .find(|l| l.name == old.name && l.labels == old.labels);
                 let now = now.unwrap_or_else(|| panic!("{} vanished at {t}s on {}", old.name, p.name));
                 assert!(now.value >= old.value, "{} decreased on {}", old.name, p.name);
             }
@@ -110,27 +140,36 @@ fn restart_resets_that_pods_counters_only() {
     let (m, clock) = mesh(SimConfig::quiet());
     let fe = pods(&m, "cluster-1", "frontend");
     clock.set_ms(50_000);
-    m.inject(FaultRequest::from(Fault::PodRestart { pod: fe[0].clone() })).expect("restart");
+    m.inject(FaultRequest::from(Fault::PodRestart { pod: fe[0].clone() }))
+        .expect("restart");
     let src = |p: &str, t| sum_requests(&m, &[p.to_string()], t, |l| l.get("reporter") == Some("source"));
     let restarted = src(&fe[0], 60_000);
     let other = src(&fe[1], 60_000);
     // frontend sends 20 rps over 2 pods: 10 s since the restart vs 60 s.
-    assert!((95.0..=100.0).contains(&restarted), "restarted pod counted {restarted}");
+    assert!(
+        (95.0..=100.0).contains(&restarted),
+        "restarted pod counted {restarted}"
+    );
     assert!((595.0..=600.0).contains(&other), "other pod counted {other}");
-    assert!(src(&fe[0], 49_000) > restarted, "before the restart the counter was higher");
+    assert!(
+        src(&fe[0], 49_000) > restarted,
+        "before the restart the counter was higher"
+    );
 }
 
 #[test]
 fn error_rate_fault_produces_the_configured_fraction() {
     let (m, clock) = mesh(SimConfig::quiet());
     let id = m
-        .inject(Fault::ErrorRate {
-            cluster: "cluster-1".into(),
-            workload: "web-api".into(),
-            fraction: 0.3,
-            code: 503,
-        }
-        .into())
+        .inject(
+            Fault::ErrorRate {
+                cluster: "cluster-1".into(),
+                workload: "web-api".into(),
+                fraction: 0.3,
+                code: 503,
+            }
+            .into(),
+        )
         .expect("inject");
     clock.advance(Duration::from_secs(300));
     let api = pods(&m, "cluster-1", "web-api");
@@ -142,7 +181,8 @@ fn error_rate_fault_produces_the_configured_fraction() {
     let (ok, err) = (dest("200"), dest("503"));
     let frac = err / (ok + err);
     assert!((frac - 0.3).abs() < 0.003, "5xx fraction {frac}");
-    let truth = m.configured_rate(|e| e.destination_workload == "web-api" && e.destination_cluster == "cluster-1");
+    let truth =
+        m.configured_rate(|e| e.destination_workload == "web-api" && e.destination_cluster == "cluster-1");
     let truth_err = m.configured_rate(|e| {
         e.destination_workload == "web-api" && e.destination_cluster == "cluster-1" && e.response_code == 503
     });
@@ -166,30 +206,52 @@ fn routing_changes_move_traffic_and_keep_history() {
     };
     m.set_routing(table.clone()).expect("routing");
     assert_eq!(m.routing(), table);
-    let fe: Vec<String> = ["cluster-1", "cluster-2", "cluster-3"].iter().flat_map(|c| pods(&m, c, "frontend")).collect();
+    let fe: Vec<String> = ["cluster-1", "cluster-2", "cluster-3"]
+        .iter()
+        .flat_map(|c| pods(&m, c, "frontend"))
+        .collect();
     let to = |c: &'static str, t| {
         sum_requests(&m, &fe, t, move |l| {
             l.get("reporter") == Some("source") && l.get("destination_cluster") == Some(c)
         })
     };
-    assert_eq!(to("cluster-1", 100_000), to("cluster-1", 200_000), "no more traffic to cluster-1");
+    assert_eq!(
+        to("cluster-1", 100_000),
+        to("cluster-1", 200_000),
+        "no more traffic to cluster-1"
+    );
     let gained = to("cluster-2", 200_000) - to("cluster-2", 100_000);
-    assert!((gained - 60.0 * 100.0).abs() <= 6.0, "frontend's 3×20 rps all go to cluster-2: {gained}");
+    assert!(
+        (gained - 60.0 * 100.0).abs() <= 6.0,
+        "frontend's 3×20 rps all go to cluster-2: {gained}"
+    );
     let frontend_to = |c: &'static str| {
         m.configured_rate(move |e| e.source_workload == "frontend" && e.destination_cluster == c)
     };
     assert_eq!(frontend_to("cluster-1"), 0.0);
     assert_eq!(frontend_to("cluster-2"), 60.0);
-    assert!(m.set_routing(RoutingTable {
-        rules: vec![RoutingRule { destination_service: "nope".into(), ..table.rules[0].clone() }]
-    })
-    .is_err());
+    assert!(
+        m.set_routing(RoutingTable {
+            rules: vec![RoutingRule {
+                destination_service: "nope".into(),
+                ..table.rules[0].clone()
+            }]
+        })
+        .is_err()
+    );
 }
 
 #[test]
 fn dark_cluster_partitions_cross_cluster_calls() {
     let (m, clock) = mesh(SimConfig::quiet());
-    m.inject(Fault::ClusterDark { cluster: "cluster-2".into(), mode: Default::default() }.into()).expect("dark");
+    m.inject(
+        Fault::ClusterDark {
+            cluster: "cluster-2".into(),
+            mode: Default::default(),
+        }
+        .into(),
+    )
+    .expect("dark");
     clock.set_ms(10_000);
     let failing = m.configured_rate(|e| e.response_flags == "UF,URX");
     assert!(failing > 0.0);
@@ -201,21 +263,42 @@ fn dark_cluster_partitions_cross_cluster_calls() {
 #[test]
 fn ejected_endpoints_show_in_client_gauges_and_get_no_traffic() {
     let (m, clock) = mesh(SimConfig::quiet());
-    m.inject(Fault::EjectEndpoints { cluster: "cluster-1".into(), workload: "web-api".into(), count: 1 }.into())
-        .expect("eject");
+    m.inject(
+        Fault::EjectEndpoints {
+            cluster: "cluster-1".into(),
+            workload: "web-api".into(),
+            count: 1,
+        }
+        .into(),
+    )
+    .expect("eject");
     clock.set_ms(10_000);
     let fe = pods(&m, "cluster-3", "frontend");
     let lines = parse(&m.render_at(&fe[0], 10_000).expect("render"));
     let gauge = |name: &str| {
         lines
             .iter()
-            .find(|l| l.name == name && l.get("cluster_name") == Some("outbound|8080||web-api.web.svc.cluster.local"))
+            .find(|l| {
+                l.name == name
+                    && l.get("cluster_name") == Some("outbound|8080||web-api.web.svc.cluster.local")
+            })
             .map(|l| l.value)
     };
-    assert_eq!(gauge("envoy_cluster_outlier_detection_ejections_active"), Some(1.0));
+    assert_eq!(
+        gauge("envoy_cluster_outlier_detection_ejections_active"),
+        Some(1.0)
+    );
     assert_eq!(gauge("envoy_cluster_membership_total"), Some(4.0));
     assert_eq!(gauge("envoy_cluster_membership_healthy"), Some(3.0));
     let api = pods(&m, "cluster-1", "web-api");
-    assert_eq!(sum_requests(&m, &api[..1], 10_000, |l| l.get("reporter") == Some("destination")), 0.0);
-    assert!(sum_requests(&m, &api[1..], 10_000, |l| l.get("reporter") == Some("destination")) > 0.0);
+    assert_eq!(
+        sum_requests(&m, &api[..1], 10_000, |l| l.get("reporter")
+            == Some("destination")),
+        0.0
+    );
+    assert!(
+        sum_requests(&m, &api[1..], 10_000, |l| l.get("reporter")
+            == Some("destination"))
+            > 0.0
+    );
 }

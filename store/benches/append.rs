@@ -14,7 +14,9 @@ use meshfed_store::{SeriesRef, Store, StoreOptions};
 
 fn store_with(series: usize) -> (Store, Vec<SeriesRef>) {
     let store = Store::new(StoreOptions::default());
-    let refs = (0..series).map(|i| store.get_or_create(&istio::istio_series(i))).collect();
+    let refs = (0..series)
+        .map(|i| store.get_or_create(&istio::istio_series(i)))
+        .collect();
     (store, refs)
 }
 
@@ -23,19 +25,23 @@ fn append(c: &mut Criterion) {
     let mut g = c.benchmark_group("append_scrape");
     for series in [1_000usize, 10_000] {
         g.throughput(Throughput::Elements(series as u64));
-        g.bench_with_input(BenchmarkId::new("store_append_batch", series), &series, |b, &n| {
-            let (store, refs) = store_with(n);
-            let mut batch: Vec<(SeriesRef, i64, f64)> = refs.iter().map(|&r| (r, 0, 0.0)).collect();
-            let mut t = 0i64;
-            b.iter(|| {
-                t += 15_000;
-                for (i, s) in batch.iter_mut().enumerate() {
-                    s.1 = t;
-                    s.2 += (i % 5) as f64;
-                }
-                store.append_batch(&batch)
-            });
-        });
+        g.bench_with_input(
+            BenchmarkId::new("store_append_batch", series),
+            &series,
+            |b, &n| {
+                let (store, refs) = store_with(n);
+                let mut batch: Vec<(SeriesRef, i64, f64)> = refs.iter().map(|&r| (r, 0, 0.0)).collect();
+                let mut t = 0i64;
+                b.iter(|| {
+                    t += 15_000;
+                    for (i, s) in batch.iter_mut().enumerate() {
+                        s.1 = t;
+                        s.2 += (i % 5) as f64;
+                    }
+                    store.append_batch(&batch)
+                });
+            },
+        );
         g.bench_with_input(BenchmarkId::new("store_append_each", series), &series, |b, &n| {
             let (store, refs) = store_with(n);
             let mut t = 0i64;
@@ -67,7 +73,9 @@ fn lookup(c: &mut Criterion) {
     let labels: Vec<Labels> = (0..n).map(istio::istio_series).collect();
     let mut g = c.benchmark_group("get_or_create_existing");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("store", |b| b.iter(|| labels.iter().map(|l| store.get_or_create(l).0).sum::<u64>()));
+    g.bench_function("store", |b| {
+        b.iter(|| labels.iter().map(|l| store.get_or_create(l).0).sum::<u64>())
+    });
     g.finish();
 }
 
@@ -75,10 +83,17 @@ fn lookup(c: &mut Criterion) {
 fn read(c: &mut Criterion) {
     let (store, refs) = store_with(10_000);
     for step in 0..120i64 {
-        let batch: Vec<_> = refs.iter().enumerate().map(|(i, &r)| (r, step * 15_000, (step * (i as i64 % 5)) as f64)).collect();
+        let batch: Vec<_> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| (r, step * 15_000, (step * (i as i64 % 5)) as f64))
+            .collect();
         store.append_batch(&batch);
     }
-    let m = [Matcher::equal("__name__", "istio_requests_total"), Matcher::equal("destination_app", "reviews")];
+    let m = [
+        Matcher::equal("__name__", "istio_requests_total"),
+        Matcher::equal("destination_app", "reviews"),
+    ];
     let selected = store.select(&m, 0, i64::MAX).len() as u64;
     let mut g = c.benchmark_group("select_and_read");
     g.throughput(Throughput::Elements(selected * 120));

@@ -157,6 +157,9 @@ impl MemSeries {
         }
         let chunks = self.chunks.read();
         let first = chunks.closed.partition_point(|c| c.max_t < mint);
+        let in_range = chunks.closed[first..].iter().take_while(|c| c.min_t <= maxt);
+        // Grow the caller's buffer at most once.
+        out.reserve(in_range.map(|c| usize::from(c.count)).sum::<usize>() + usize::from(chunks.open.count()));
         for c in &chunks.closed[first..] {
             if c.min_t > maxt {
                 return;

@@ -142,7 +142,7 @@ pub struct Store {
 }
 
 impl Store {
-    /// An empty in-memory store.
+    /// An empty in-memory store. `samples_per_chunk` is clamped to `1..=65535`.
     pub fn new(options: StoreOptions) -> Self {
         let samples_per_chunk = options.samples_per_chunk.clamp(1, u16::MAX as usize) as u16;
         Self {

@@ -20,21 +20,36 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {} (near {:?})", self.line, self.column, self.reason, self.excerpt)
+        write!(
+            f,
+            "{}:{}: {} (near {:?})",
+            self.line, self.column, self.reason, self.excerpt
+        )
     }
 }
 
 impl ParseError {
     /// An error at byte offset `pos` of `body`, on line `line` (1-based) starting at byte
     /// `line_start`. Offsets inside a character are moved back to its start, so this never panics.
-    pub(crate) fn at(body: &str, line: usize, line_start: usize, pos: usize, reason: impl Into<String>) -> Self {
+    pub(crate) fn at(
+        body: &str,
+        line: usize,
+        line_start: usize,
+        pos: usize,
+        reason: impl Into<String>,
+    ) -> Self {
         let pos = floor_char_boundary(body, pos.min(body.len()));
         let line_start = floor_char_boundary(body, line_start.min(pos));
         let column = body[line_start..pos].chars().count() + 1;
         let rest = &body[pos..];
         let rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
         let excerpt: String = rest.chars().take(EXCERPT_CHARS).collect();
-        Self { line, column, reason: reason.into(), excerpt }
+        Self {
+            line,
+            column,
+            reason: reason.into(),
+            excerpt,
+        }
     }
 }
 

@@ -31,12 +31,21 @@ pub(super) type Scan<T> = Result<T, Fail>;
 
 /// Fails at `pos` with `reason`.
 pub(super) fn fail<T>(pos: usize, reason: impl Into<Cow<'static, str>>) -> Scan<T> {
-    Err(Fail { pos, reason: reason.into() })
+    Err(Fail {
+        pos,
+        reason: reason.into(),
+    })
 }
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a str) -> Self {
-        Self { src, b: src.as_bytes(), pos: 0, line: 1, line_start: 0 }
+        Self {
+            src,
+            b: src.as_bytes(),
+            pos: 0,
+            line: 1,
+            line_start: 0,
+        }
     }
 
     pub fn at_end(&self) -> bool {
@@ -147,7 +156,11 @@ impl<'a> Lexer<'a> {
         }
         let raw = &self.src[start..self.pos];
         self.pos += 1;
-        Ok(if escaped { Cow::Owned(unescape(raw, true)) } else { Cow::Borrowed(raw) })
+        Ok(if escaped {
+            Cow::Owned(unescape(raw, true))
+        } else {
+            Cow::Borrowed(raw)
+        })
     }
 }
 
@@ -176,7 +189,11 @@ pub(super) fn unescape(raw: &str, quote: bool) -> String {
 
 /// Unescapes `# HELP` text (`\\` and `\n` only), borrowing when there is nothing to do.
 pub(super) fn unescape_help(raw: &str) -> String {
-    if raw.contains('\\') { unescape(raw, false) } else { raw.to_owned() }
+    if raw.contains('\\') {
+        unescape(raw, false)
+    } else {
+        raw.to_owned()
+    }
 }
 
 /// Parses a sample value: a decimal float, `NaN`, `+Inf`/`-Inf`/`Inf` (any case), no underscores or
@@ -215,7 +232,11 @@ pub(super) fn parse_secs(s: &str) -> Option<(i64, f64)> {
         && frac.bytes().all(|c| c.is_ascii_digit());
     let ms = if exact {
         let whole: i64 = int.parse().ok()?;
-        let sub = frac.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
+        let sub = frac
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
         let ms = whole * 1000 + sub;
         if s.starts_with('-') { -ms } else { ms }
     } else {
@@ -230,10 +251,16 @@ pub(super) fn parse_secs(s: &str) -> Option<(i64, f64)> {
 pub(super) fn build_labels(name: Option<&str>, raw: &mut Vec<RawLabel<'_>>) -> Result<Labels, String> {
     let mut v = Vec::with_capacity(raw.len() + 1);
     if let Some(n) = name {
-        v.push(Label { name: METRIC_NAME.to_owned(), value: n.to_owned() });
+        v.push(Label {
+            name: METRIC_NAME.to_owned(),
+            value: n.to_owned(),
+        });
     }
     for (n, val) in raw.drain(..) {
-        v.push(Label { name: n.to_owned(), value: val.into_owned() });
+        v.push(Label {
+            name: n.to_owned(),
+            value: val.into_owned(),
+        });
     }
     v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
@@ -249,7 +276,13 @@ mod tests {
 
     #[test]
     fn floats() {
-        for (s, v) in [("1", 1.0), ("-1.5", -1.5), ("1e3", 1000.0), ("+Inf", f64::INFINITY), ("-Inf", -f64::INFINITY)] {
+        for (s, v) in [
+            ("1", 1.0),
+            ("-1.5", -1.5),
+            ("1e3", 1000.0),
+            ("+Inf", f64::INFINITY),
+            ("-Inf", -f64::INFINITY),
+        ] {
             assert_eq!(parse_float(s), Some(v), "{s}");
         }
         assert!(parse_float("NaN").is_some_and(f64::is_nan));

@@ -6,9 +6,10 @@
 //! borrow from the body, allocating only the owned [`Labels`] of each sample.
 //!
 //! The 0.0.4 parser is as lenient as Prometheus 2.42 (interleaved families, samples without `TYPE`,
-//! free whitespace and trailing commas in label sets, `#` comments). The OpenMetrics parser applies
-//! the validation rules of the OpenMetrics reference parser (`prometheus_client`), which the
-//! OpenMetrics parser test suite checks.
+//! free whitespace and trailing commas in label sets, `#` comments). OpenMetrics syntax is always
+//! strict; its semantic rules (those of the reference parser `prometheus_client`, which the
+//! OpenMetrics parser test suite checks) apply under [`Validation::Strict`], which [`check`] uses,
+//! while [`parse`] uses [`Validation::Scrape`] so that real clients' spec slips do not fail a scrape.
 
 use crate::labels::Labels;
 
@@ -147,7 +148,13 @@ pub struct MetricFamily {
 impl MetricFamily {
     /// An empty family with no metadata but its type.
     pub fn new(name: impl Into<String>, metric_type: MetricType) -> Self {
-        Self { name: name.into(), help: None, unit: None, metric_type, samples: Vec::new() }
+        Self {
+            name: name.into(),
+            help: None,
+            unit: None,
+            metric_type,
+            samples: Vec::new(),
+        }
     }
 }
 
@@ -198,7 +205,11 @@ pub fn parse(body: &str, format: Format) -> Result<Vec<MetricFamily>, ParseError
 }
 
 /// Parses a whole exposition body, stopping at the first error.
-pub fn parse_with(body: &str, format: Format, validation: Validation) -> Result<Vec<MetricFamily>, ParseError> {
+pub fn parse_with(
+    body: &str,
+    format: Format,
+    validation: Validation,
+) -> Result<Vec<MetricFamily>, ParseError> {
     let mut errors = Vec::new();
     let families = parse_inner(body, format, validation, &mut errors, true);
     match errors.into_iter().next() {

@@ -44,7 +44,10 @@ fn bound(s: &str) -> Option<f64> {
 /// Hash of the labels without `__name__` and `skip`: the sample's group.
 fn group_hash(labels: &Labels, skip: Option<&str>) -> u64 {
     let mut h = DefaultHasher::new();
-    for l in labels.iter().filter(|l| l.name != METRIC_NAME && Some(l.name.as_str()) != skip) {
+    for l in labels
+        .iter()
+        .filter(|l| l.name != METRIC_NAME && Some(l.name.as_str()) != skip)
+    {
         l.hash(&mut h);
     }
     h.finish()
@@ -78,7 +81,13 @@ pub(super) fn check_sample(
     if matches!(suffix, "_count" | "_gcount") && !is_integer(v) {
         return bad_value("count value must be an integer");
     }
-    if quantiles && !s.labels.get("quantile").and_then(bound).is_some_and(|q| (0.0..=1.0).contains(&q)) {
+    if quantiles
+        && !s
+            .labels
+            .get("quantile")
+            .and_then(bound)
+            .is_some_and(|q| (0.0..=1.0).contains(&q))
+    {
         return bad("missing or invalid quantile label (must be between 0 and 1)");
     }
 
@@ -116,7 +125,10 @@ pub(super) fn check_sample(
     if quantiles && v < 0.0 {
         return bad_value("quantile values cannot be negative");
     }
-    let counter_like = matches!(suffix, "_total" | "_sum" | "_count" | "_bucket" | "_gcount" | "_gsum");
+    let counter_like = matches!(
+        suffix,
+        "_total" | "_sum" | "_count" | "_bucket" | "_gcount" | "_gsum"
+    );
     if counter_like && v.is_nan() {
         return bad_value("counter-like values cannot be NaN");
     }
@@ -142,18 +154,31 @@ pub(super) fn check_family(
     for suffix in suffixes.iter().chain(bare) {
         let full = format!("{}{suffix}", fam.name);
         if !seen.insert(full.clone()) {
-            return Err((format!("clashing name {full:?}: an earlier family uses it"), cur.at));
+            return Err((
+                format!("clashing name {full:?}: an earlier family uses it"),
+                cur.at,
+            ));
         }
     }
     if let Some(unit) = fam.unit.as_deref().filter(|u| !u.is_empty()) {
-        if !fam.name.strip_suffix(unit).is_some_and(|rest| rest.ends_with('_')) {
-            return Err((format!("unit {unit:?} is not the suffix of the name {:?}", fam.name), cur.at));
+        if !fam
+            .name
+            .strip_suffix(unit)
+            .is_some_and(|rest| rest.ends_with('_'))
+        {
+            return Err((
+                format!("unit {unit:?} is not the suffix of the name {:?}", fam.name),
+                cur.at,
+            ));
         }
         if matches!(fam.metric_type, MetricType::Info | MetricType::StateSet) {
             return Err(("info and stateset families cannot have a unit".to_owned(), cur.at));
         }
     }
-    if matches!(fam.metric_type, MetricType::Histogram | MetricType::GaugeHistogram) {
+    if matches!(
+        fam.metric_type,
+        MetricType::Histogram | MetricType::GaugeHistogram
+    ) {
         check_histogram(fam, &cur.sample_at)?;
     }
     Ok(())
@@ -215,9 +240,17 @@ fn check_histogram(fam: &MetricFamily, at: &[LinePos]) -> Result<(), (String, Li
             Some((b, _)) if b.group == group && b.ts == s.timestamp_ms => b,
             Some((b, last)) => {
                 b.finish().or_else(|r| fail(r, last))?;
-                Buckets { group, ts: s.timestamp_ms, ..Buckets::default() }
+                Buckets {
+                    group,
+                    ts: s.timestamp_ms,
+                    ..Buckets::default()
+                }
             }
-            None => Buckets { group, ts: s.timestamp_ms, ..Buckets::default() },
+            None => Buckets {
+                group,
+                ts: s.timestamp_ms,
+                ..Buckets::default()
+            },
         };
         let b = state.insert((b, pos));
         let b = &mut b.0;

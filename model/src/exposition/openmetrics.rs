@@ -46,7 +46,12 @@ struct OmParser<'a> {
 
 /// Parses an OpenMetrics body, pushing errors; stops at the first when `fail_fast`. Only syntax is
 /// checked unless `strict`.
-pub(super) fn parse(body: &str, strict: bool, errors: &mut Vec<ParseError>, fail_fast: bool) -> Vec<MetricFamily> {
+pub(super) fn parse(
+    body: &str,
+    strict: bool,
+    errors: &mut Vec<ParseError>,
+    fail_fast: bool,
+) -> Vec<MetricFamily> {
     let mut p = OmParser {
         strict,
         lx: Lexer::new(body),
@@ -57,17 +62,24 @@ pub(super) fn parse(body: &str, strict: bool, errors: &mut Vec<ParseError>, fail
         eof: false,
         errors: Vec::new(),
     };
-    while !p.lx.at_end() && !(fail_fast && !p.errors.is_empty()) {
+    let stop = |p: &OmParser<'_>| fail_fast && !p.errors.is_empty();
+    while !p.lx.at_end() && !stop(&p) {
         if let Err(f) = p.line() {
             let e = p.lx.error(f);
             p.errors.push(e);
         }
         p.lx.next_line();
     }
-    if !(fail_fast && !p.errors.is_empty()) {
+    if !stop(&p) {
         p.finish_family();
         if !p.eof {
-            let e = ParseError::at(body, p.lx.line, p.lx.line_start, body.len(), "missing # EOF at the end");
+            let e = ParseError::at(
+                body,
+                p.lx.line,
+                p.lx.line_start,
+                body.len(),
+                "missing # EOF at the end",
+            );
             p.errors.push(e);
         }
     }
@@ -77,7 +89,10 @@ pub(super) fn parse(body: &str, strict: bool, errors: &mut Vec<ParseError>, fail
 
 impl<'a> OmParser<'a> {
     fn here(&self) -> LinePos {
-        LinePos { line: self.lx.line, start: self.lx.line_start }
+        LinePos {
+            line: self.lx.line,
+            start: self.lx.line_start,
+        }
     }
 
     fn line(&mut self) -> Scan<()> {
@@ -95,7 +110,11 @@ impl<'a> OmParser<'a> {
             self.lx.pos = end;
             return Ok(());
         }
-        if line.starts_with('#') { self.metadata() } else { self.sample() }
+        if line.starts_with('#') {
+            self.metadata()
+        } else {
+            self.sample()
+        }
     }
 
     /// `# HELP name text`, `# TYPE name type` or `# UNIT name unit`.
@@ -104,14 +123,19 @@ impl<'a> OmParser<'a> {
         let start = lx.pos;
         let keyword = lx.src[start..].get(2..6).unwrap_or("");
         if !lx.src[start..].starts_with("# ") || !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
-            return fail(start, "invalid line: a comment must be # HELP, # TYPE, # UNIT or # EOF");
+            return fail(
+                start,
+                "invalid line: a comment must be # HELP, # TYPE, # UNIT or # EOF",
+            );
         }
         lx.pos += 6;
         if !lx.eat(b' ') {
             return fail(lx.pos, format!("expected ' ' after {keyword}"));
         }
         let name_pos = lx.pos;
-        let name = lx.name(true).map_or_else(|| fail(name_pos, "expected a metric name"), Ok)?;
+        let name = lx
+            .name(true)
+            .map_or_else(|| fail(name_pos, "expected a metric name"), Ok)?;
         if !lx.eat(b' ') {
             return fail(lx.pos, "expected ' ' after the metric name");
         }
@@ -153,7 +177,10 @@ impl<'a> OmParser<'a> {
     /// `name{labels} value [timestamp] [# {labels} value [timestamp]]`.
     fn sample(&mut self) -> Scan<()> {
         let start = self.lx.pos;
-        let name = self.lx.name(true).map_or_else(|| fail(start, "expected a metric name"), Ok)?;
+        let name = self
+            .lx
+            .name(true)
+            .map_or_else(|| fail(start, "expected a metric name"), Ok)?;
         self.labels.clear();
         if self.lx.eat(b'{') {
             label_set(&mut self.lx, &mut self.labels)?;
@@ -185,7 +212,12 @@ impl<'a> OmParser<'a> {
         }
         let (here, strict) = (self.here(), self.strict);
         let (fam, cur) = self.current_mut();
-        let sample = ExpositionSample { labels, value, timestamp_ms: timestamp.map(|t| t.0), exemplar };
+        let sample = ExpositionSample {
+            labels,
+            value,
+            timestamp_ms: timestamp.map(|t| t.0),
+            exemplar,
+        };
         let rules = match strict {
             true => om_rules::check_sample(fam, &mut cur.group, &sample, timestamp.map(|t| t.1)),
             false => Ok(()),
@@ -193,7 +225,10 @@ impl<'a> OmParser<'a> {
         // Keep a sample that breaks a rule, so the family checks that follow do not cascade.
         cur.sample_at.push(here);
         fam.samples.push(sample);
-        rules.map_err(|(reason, at_value)| Fail { pos: if at_value { value_pos } else { start }, reason })
+        rules.map_err(|(reason, at_value)| Fail {
+            pos: if at_value { value_pos } else { start },
+            reason,
+        })
     }
 
     /// `# {labels} value [timestamp]`, from the `#`.
@@ -208,12 +243,23 @@ impl<'a> OmParser<'a> {
         label_set(lx, &mut raw)?;
         let chars: usize = raw.iter().map(|(n, v)| n.len() + v.chars().count()).sum();
         if strict && chars > EXEMPLAR_MAX_CHARS {
-            return fail(start, format!("exemplar labels have {chars} characters, more than {EXEMPLAR_MAX_CHARS}"));
+            return fail(
+                start,
+                format!("exemplar labels have {chars} characters, more than {EXEMPLAR_MAX_CHARS}"),
+            );
         }
         let (value, _) = number(lx, "exemplar value")?;
-        let timestamp_ms = if lx.eat(b' ') { Some(timestamp_at(lx)?.0) } else { None };
+        let timestamp_ms = if lx.eat(b' ') {
+            Some(timestamp_at(lx)?.0)
+        } else {
+            None
+        };
         let labels = build_labels(None, &mut raw).or_else(|r| fail(start, r))?;
-        Ok(Exemplar { labels, value, timestamp_ms })
+        Ok(Exemplar {
+            labels,
+            value,
+            timestamp_ms,
+        })
     }
 
     fn current_mut(&mut self) -> (&mut MetricFamily, &mut Current) {
@@ -227,7 +273,12 @@ impl<'a> OmParser<'a> {
     fn start_family(&mut self, name: &str, from_sample: bool) {
         self.families.push(MetricFamily::new(name, MetricType::Unknown));
         let at = self.here();
-        self.cur = Some(Current { typed: from_sample, at, sample_at: Vec::new(), group: Group::default() });
+        self.cur = Some(Current {
+            typed: from_sample,
+            at,
+            sample_at: Vec::new(),
+            group: Group::default(),
+        });
     }
 
     /// Applies the whole-family rules to the current family, if any.
@@ -253,7 +304,9 @@ fn label_set<'a>(lx: &mut Lexer<'a>, out: &mut Vec<RawLabel<'a>>) -> Scan<()> {
     }
     loop {
         let name_pos = lx.pos;
-        let name = lx.name(false).map_or_else(|| fail(name_pos, "expected a label name"), Ok)?;
+        let name = lx
+            .name(false)
+            .map_or_else(|| fail(name_pos, "expected a label name"), Ok)?;
         if !lx.eat(b'=') {
             return fail(lx.pos, "expected '=' after the label name");
         }

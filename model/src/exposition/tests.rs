@@ -52,7 +52,16 @@ fn text_values_and_timestamps() {
     let fams = text("a NaN\nb +Inf\nc -Inf\nd Inf\ne 1.5e3 -12\nf 18446744073709551615\n");
     let v: Vec<f64> = fams.iter().map(|f| f.samples[0].value).collect();
     assert!(v[0].is_nan());
-    assert_eq!(&v[1..], [f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 1500.0, u64::MAX as f64]);
+    assert_eq!(
+        &v[1..],
+        [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            1500.0,
+            u64::MAX as f64
+        ]
+    );
     assert_eq!(fams[4].samples[0].timestamp_ms, Some(-12));
 }
 
@@ -73,10 +82,17 @@ untyped_thing{x=\"y\"} 4
 # TYPE rq counter
 ";
     let fams = text(body);
-    let names: Vec<_> = fams.iter().map(|f| (f.name.as_str(), f.metric_type, f.samples.len())).collect();
+    let names: Vec<_> = fams
+        .iter()
+        .map(|f| (f.name.as_str(), f.metric_type, f.samples.len()))
+        .collect();
     assert_eq!(
         names,
-        [("rq", MetricType::Counter, 2), ("lat", MetricType::Histogram, 4), ("untyped_thing", MetricType::Unknown, 2)]
+        [
+            ("rq", MetricType::Counter, 2),
+            ("lat", MetricType::Histogram, 4),
+            ("untyped_thing", MetricType::Unknown, 2)
+        ]
     );
     assert_eq!(fams[0].help.as_deref(), Some("Requests."));
 }
@@ -109,19 +125,35 @@ i_info{v=\"1\"} 1
     let fams = om(body);
     assert_eq!(fams.len(), 4);
     let rpc = &fams[0];
-    assert_eq!((rpc.name.as_str(), rpc.unit.as_deref(), rpc.metric_type), ("rpc", None, MetricType::Counter));
+    assert_eq!(
+        (rpc.name.as_str(), rpc.unit.as_deref(), rpc.metric_type),
+        ("rpc", None, MetricType::Counter)
+    );
     let ex = rpc.samples[0].exemplar.as_ref().expect("exemplar");
-    assert_eq!((ex.labels.get("trace_id"), ex.value, ex.timestamp_ms), (Some("abc"), 0.5, Some(1250)));
+    assert_eq!(
+        (ex.labels.get("trace_id"), ex.value, ex.timestamp_ms),
+        (Some("abc"), 0.5, Some(1250))
+    );
     assert_eq!(rpc.samples[0].timestamp_ms, Some(1500));
     assert_eq!(rpc.samples[1].value, 1_700_000_000.123);
-    assert_eq!(fams[1].samples[0].exemplar.as_ref().map(|e| e.labels.len()), Some(0));
+    assert_eq!(
+        fams[1].samples[0].exemplar.as_ref().map(|e| e.labels.len()),
+        Some(0)
+    );
     assert_eq!(fams[2].metric_type, MetricType::StateSet);
     assert_eq!(fams[3].samples[0].labels.metric_name(), Some("i_info"));
 }
 
 #[test]
 fn unit_must_end_the_name() {
-    assert!(parse_with("# TYPE rpc counter\n# UNIT rpc seconds\n# EOF\n", Format::OpenMetrics, Validation::Strict).is_err());
+    assert!(
+        parse_with(
+            "# TYPE rpc counter\n# UNIT rpc seconds\n# EOF\n",
+            Format::OpenMetrics,
+            Validation::Strict
+        )
+        .is_err()
+    );
     let fams = om("# TYPE rpc_seconds counter\n# UNIT rpc_seconds seconds\nrpc_seconds_total 1\n# EOF\n");
     assert_eq!(fams[0].unit.as_deref(), Some("seconds"));
 }
@@ -130,7 +162,10 @@ fn unit_must_end_the_name() {
 fn content_type_negotiation() {
     use Format::*;
     let cases = [
-        ("application/openmetrics-text; version=1.0.0; charset=utf-8", OpenMetrics),
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            OpenMetrics,
+        ),
         ("Application/OpenMetrics-Text", OpenMetrics),
         ("text/plain; version=0.0.4", PrometheusText),
         ("", PrometheusText),
@@ -144,7 +179,9 @@ fn content_type_negotiation() {
 
 #[test]
 fn render_formats() {
-    let fams = om("# TYPE a counter\n# HELP a x\\\\y\\nz\na_total{l=\"q\\\"\\n\\\\\"} 1 1.5 # {t=\"1\"} 2 3\n# EOF\n");
+    let fams = om(
+        "# TYPE a counter\n# HELP a x\\\\y\\nz\na_total{l=\"q\\\"\\n\\\\\"} 1 1.5 # {t=\"1\"} 2 3\n# EOF\n",
+    );
     assert_eq!(
         render(&fams, Format::OpenMetrics),
         "# HELP a x\\\\y\\nz\n# TYPE a counter\na_total{l=\"q\\\"\\n\\\\\"} 1 1.5 # {t=\"1\"} 2 3\n# EOF\n"
@@ -153,31 +190,103 @@ fn render_formats() {
         render(&fams, Format::PrometheusText),
         "# HELP a_total x\\\\y\\nz\n# TYPE a_total counter\na_total{l=\"q\\\"\\n\\\\\"} 1 1500\n"
     );
-    for (v, s) in [(1.0, "1"), (-0.0, "-0"), (0.1, "0.1"), (1e300, "1e300"), (f64::NEG_INFINITY, "-Inf")] {
+    for (v, s) in [
+        (1.0, "1"),
+        (-0.0, "-0"),
+        (0.1, "0.1"),
+        (1e300, "1e300"),
+        (f64::NEG_INFINITY, "-Inf"),
+    ] {
         assert_eq!(format_value(v), s);
     }
 }
 
 /// (format, body, line, column, reason fragment)
 const BAD: &[(Format, &str, usize, usize, &str)] = &[
-    (Format::PrometheusText, "a 1\nb{c=\"d\" 2\n", 2, 9, "expected a label name"),
-    (Format::PrometheusText, "a 1\n\n  b{c=d} 2\n", 3, 7, "expected '\"'"),
+    (
+        Format::PrometheusText,
+        "a 1\nb{c=\"d\" 2\n",
+        2,
+        9,
+        "expected a label name",
+    ),
+    (
+        Format::PrometheusText,
+        "a 1\n\n  b{c=d} 2\n",
+        3,
+        7,
+        "expected '\"'",
+    ),
     (Format::PrometheusText, "a 1\nb x\n", 2, 3, "invalid value"),
     (Format::PrometheusText, "a 1 1.5\n", 1, 5, "invalid timestamp"),
     (Format::PrometheusText, "a 1 2 3\n", 1, 7, "end of the line"),
-    (Format::PrometheusText, "ä{x=\"1\"} 1\n", 1, 1, "expected a metric name"),
-    (Format::PrometheusText, "a{é=\"1\"} 1\n", 1, 3, "expected a label name"),
-    (Format::PrometheusText, "# TYPE a gauge\n# TYPE b sometimes\n", 2, 10, "invalid metric type"),
-    (Format::PrometheusText, "a{x=\"1\",x=\"2\"} 1\n", 1, 1, "duplicate label name"),
+    (
+        Format::PrometheusText,
+        "ä{x=\"1\"} 1\n",
+        1,
+        1,
+        "expected a metric name",
+    ),
+    (
+        Format::PrometheusText,
+        "a{é=\"1\"} 1\n",
+        1,
+        3,
+        "expected a label name",
+    ),
+    (
+        Format::PrometheusText,
+        "# TYPE a gauge\n# TYPE b sometimes\n",
+        2,
+        10,
+        "invalid metric type",
+    ),
+    (
+        Format::PrometheusText,
+        "a{x=\"1\",x=\"2\"} 1\n",
+        1,
+        1,
+        "duplicate label name",
+    ),
     (Format::PrometheusText, "a{x=\"é\\\"} 1\n", 1, 5, "unterminated"),
-    (Format::PrometheusText, "a{x=\"multi\nline\"} 1\nb{} x\n", 3, 5, "invalid value"),
+    (
+        Format::PrometheusText,
+        "a{x=\"multi\nline\"} 1\nb{} x\n",
+        3,
+        5,
+        "invalid value",
+    ),
     (Format::OpenMetrics, "a 1\n\n# EOF\n", 2, 1, "blank line"),
     (Format::OpenMetrics, "a 1\n", 2, 1, "missing # EOF"),
-    (Format::OpenMetrics, "a{x=\"ü\"}  1\n# EOF\n", 1, 10, "missing value"),
-    (Format::OpenMetrics, "a{x=\"1\", y=\"2\"} 1\n# EOF\n", 1, 9, "expected a label name"),
-    (Format::OpenMetrics, "# TYPE a gauge\na 1 z\n# EOF\n", 2, 5, "invalid timestamp"),
+    (
+        Format::OpenMetrics,
+        "a{x=\"ü\"}  1\n# EOF\n",
+        1,
+        10,
+        "missing value",
+    ),
+    (
+        Format::OpenMetrics,
+        "a{x=\"1\", y=\"2\"} 1\n# EOF\n",
+        1,
+        9,
+        "expected a label name",
+    ),
+    (
+        Format::OpenMetrics,
+        "# TYPE a gauge\na 1 z\n# EOF\n",
+        2,
+        5,
+        "invalid timestamp",
+    ),
     (Format::OpenMetrics, "# EOF\na 1\n", 2, 1, "after # EOF"),
-    (Format::OpenMetrics, "# TYPE a histogram\na_bucket{le=\"1\"} 1\n# EOF\n", 2, 1, "+Inf bucket missing"),
+    (
+        Format::OpenMetrics,
+        "# TYPE a histogram\na_bucket{le=\"1\"} 1\n# EOF\n",
+        2,
+        1,
+        "+Inf bucket missing",
+    ),
 ];
 
 #[test]
@@ -194,7 +303,10 @@ fn errors_point_at_the_right_line_and_column() {
 #[test]
 fn check_reports_every_bad_line() {
     let body = "a 1\nb x\nc{ 1\nd 4\ne 1 y\n";
-    let lines: Vec<_> = check(body, Format::PrometheusText).iter().map(|e| e.line).collect();
+    let lines: Vec<_> = check(body, Format::PrometheusText)
+        .iter()
+        .map(|e| e.line)
+        .collect();
     assert_eq!(lines, [2, 3, 5]);
     let om = "a 1\nb x\n# TYPE c gauge\nc 1 1\nc 2 0\n# EOF\n";
     let lines: Vec<_> = check(om, Format::OpenMetrics).iter().map(|e| e.line).collect();

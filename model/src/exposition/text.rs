@@ -141,7 +141,12 @@ impl<'a> TextParser<'a> {
         }
         let labels = build_labels(Some(name), &mut self.labels).or_else(|r| fail(start, r))?;
         let fam = self.family_for_sample(name);
-        self.families[fam].samples.push(ExpositionSample { labels, value, timestamp_ms, exemplar: None });
+        self.families[fam].samples.push(ExpositionSample {
+            labels,
+            value,
+            timestamp_ms,
+            exemplar: None,
+        });
         Ok(())
     }
 
@@ -174,7 +179,11 @@ impl<'a> TextParser<'a> {
     fn family_for_meta(&mut self, name: &str) -> usize {
         let idx = match self.current.filter(|&c| self.families[c].name == name) {
             Some(c) => c,
-            None => self.index.get(name).copied().unwrap_or_else(|| self.push_family(name)),
+            None => self
+                .index
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| self.push_family(name)),
         };
         self.current = Some(idx);
         idx

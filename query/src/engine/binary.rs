@@ -189,9 +189,13 @@ impl Evaluator<'_> {
                 let present: Vec<usize> = members[g].iter().copied().filter(|&j| one[j].vals[k].is_some()).collect();
                 if present.len() > 1 {
                     let side = if swapped { "left" } else { "right" };
+                    let mut pair = [go_labels(&one[present[0]].labels), go_labels(&one[present[1]].labels)];
+                    pair.sort();
                     return Err(QueryError::exec(format!(
-                        "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                        one[present[0]].labels, one[present[1]].labels
+                        "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                        go_labels(sig),
+                        pair[0],
+                        pair[1]
                     )));
                 }
             }
@@ -208,13 +212,7 @@ impl Evaluator<'_> {
                 let (Some(mv), Some(g)) = (s.vals[k], many_group[i]) else { continue };
                 let Some(&j) = members[g].iter().find(|&&j| one[j].vals[k].is_some()) else { continue };
                 let Some(ov) = one[j].vals[k] else { continue };
-                let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
-                let (mut value, keep) = elem(op, l, r);
-                if rb {
-                    value = if keep { 1.0 } else { 0.0 };
-                } else if !keep {
-                    continue;
-                }
+                // Checked before filtering, so a comparison cannot hide an ambiguous match.
                 if one_to_one {
                     if matched_at[g] == k {
                         return Err(QueryError::exec(
@@ -222,6 +220,13 @@ impl Evaluator<'_> {
                         ));
                     }
                     matched_at[g] = k;
+                }
+                let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
+                let (mut value, keep) = elem(op, l, r);
+                if rb {
+                    value = if keep { 1.0 } else { 0.0 };
+                } else if !keep {
+                    continue;
                 }
                 let o = match pair_out.get(&(i, j)) {
                     Some(&o) => o,
@@ -245,6 +250,12 @@ impl Evaluator<'_> {
         }
         Ok(out)
     }
+}
+
+/// Labels as Go's `labels.Labels.String()` prints them: `{__name__="x", a="b"}`.
+pub(crate) fn go_labels(l: &Labels) -> String {
+    let parts: Vec<String> = l.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    format!("{{{}}}", parts.join(", "))
 }
 
 fn result_labels(many: &Labels, one: &Labels, m: &Matching, one_to_one: bool, include: &[String]) -> Labels {

@@ -99,7 +99,7 @@ impl Engine {
             Val::Matrix(series) => {
                 let mut out: Vec<Series> = Vec::with_capacity(series.len());
                 for s in series {
-                    let labels = if s.drop_name { s.labels.without_metric_name() } else { s.labels };
+                    let labels = if s.drop_name { drop_name_labels(&s.labels) } else { s.labels };
                     let points: Vec<(i64, f64)> =
                         s.samples.iter().map(|p| (p.timestamp_ms, p.value)).collect();
                     if !points.is_empty() {
@@ -196,7 +196,7 @@ pub(crate) fn finish_vector(series: Vec<StepSeries>, steps: usize) -> Result<Vec
     let any_drop = series.iter().any(|s| s.drop_name);
     for mut s in series {
         if s.drop_name {
-            s.labels = s.labels.without_metric_name();
+            s.labels = drop_name_labels(&s.labels);
             s.drop_name = false;
         }
         if !any_drop {
@@ -224,6 +224,11 @@ pub(crate) fn finish_vector(series: Vec<StepSeries>, steps: usize) -> Result<Vec
         }
     }
     Ok(out)
+}
+
+/// Removes `__name__` and the type/unit metadata labels that go with it.
+pub(crate) fn drop_name_labels(l: &Labels) -> Labels {
+    l.drop_names(&[meshfed_model::METRIC_NAME, "__type__", "__unit__"])
 }
 
 fn check_unique<'a>(labels: impl Iterator<Item = &'a Labels>) -> Result<()> {

@@ -111,7 +111,7 @@ pub(crate) fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             v.sort_by(|a, b| {
                 let mut ord = std::cmp::Ordering::Equal;
                 for n in &names {
-                    ord = a.labels.get(n).unwrap_or("").cmp(b.labels.get(n).unwrap_or(""));
+                    ord = natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
                     if ord.is_ne() {
                         break;
                     }
@@ -135,4 +135,39 @@ fn nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
             if desc { o.reverse() } else { o }
         }
     }
+}
+
+/// Natural order: digit runs compare by numeric value (`cpu2` < `cpu10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let na = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let nb = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (da, db) = (trim_zeros(&a[..na]), trim_zeros(&b[..nb]));
+                let ord = da.len().cmp(&db.len()).then_with(|| da.cmp(db));
+                if ord.is_ne() {
+                    return ord;
+                }
+                a = &a[na..];
+                b = &b[nb..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|&&c| c == b'0').count();
+    &d[n.min(d.len().saturating_sub(1))..]
 }

@@ -15,7 +15,7 @@ pub enum Expect {
     Scalar(f64),
     Range(Vec<(Labels, Vec<Option<f64>>)>),
     String(String),
-    Unsupported(String),
+    Unsupported,
 }
 
 pub enum When {
@@ -31,6 +31,7 @@ pub struct Eval {
 }
 
 pub enum Cmd {
+    /// `unsupported`: native histograms in the block, or `load_with_nhcb`.
     Load { interval_ms: i64, series: Vec<LoadSeries>, unsupported: bool },
     Clear,
     Eval(Eval),
@@ -80,7 +81,7 @@ pub fn parse(text: &str) -> Vec<Cmd> {
             "load" | "load_with_nhcb" => {
                 let interval_ms = duration_ms(rest.trim()).unwrap_or(60_000);
                 let mut series = Vec::new();
-                let mut unsupported = false;
+                let mut unsupported = word == "load_with_nhcb";
                 for l in &block {
                     match parse_load_line(l) {
                         Some(s) => series.push(s),
@@ -102,7 +103,7 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
     let (when, expr) = parse_when(rest.trim());
     let mut msg = None;
     let mut regex = None;
-    let mut unsupported = None;
+    let mut unsupported = false;
     let mut string = None;
     let mut results: Vec<&str> = Vec::new();
     for l in block {
@@ -121,14 +122,14 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
             } else if let Some(s) = e.strip_prefix("string") {
                 string = Some(unquote(s.trim()).unwrap_or_default());
             } else if e.starts_with("range") {
-                unsupported = Some("expect range vector".to_string());
+                unsupported = true;
             }
             continue;
         }
         results.push(l);
     }
-    let expect = if let Some(u) = unsupported {
-        Expect::Unsupported(u)
+    let expect = if unsupported {
+        Expect::Unsupported
     } else if fail {
         Expect::Fail { msg, regex }
     } else if let Some(s) = string {
@@ -157,7 +158,7 @@ fn parse_when(s: &str) -> (When, String) {
 
 fn parse_results(when: &When, ordered: bool, lines: &[&str]) -> Expect {
     if lines.iter().any(|l| l.contains("{{")) {
-        return Expect::Unsupported("native histogram result".into());
+        return Expect::Unsupported;
     }
     match when {
         When::Instant(_) => {
@@ -169,10 +170,10 @@ fn parse_results(when: &When, ordered: bool, lines: &[&str]) -> Expect {
             let mut series = Vec::new();
             for l in lines {
                 let Some((labels, rest)) = parse_metric(l) else {
-                    return Expect::Unsupported(format!("unparsed result line {l}"));
+                    return Expect::Unsupported;
                 };
                 let Some(v) = parse_value(rest.trim()) else {
-                    return Expect::Unsupported(format!("unparsed value {rest}"));
+                    return Expect::Unsupported;
                 };
                 series.push((labels, v));
             }
@@ -182,10 +183,10 @@ fn parse_results(when: &When, ordered: bool, lines: &[&str]) -> Expect {
             let mut series = Vec::new();
             for l in lines {
                 let Some((labels, rest)) = parse_metric(l) else {
-                    return Expect::Unsupported(format!("unparsed result line {l}"));
+                    return Expect::Unsupported;
                 };
                 let Some(values) = parse_values(rest) else {
-                    return Expect::Unsupported(format!("unparsed values {rest}"));
+                    return Expect::Unsupported;
                 };
                 series.push((labels, values));
             }
@@ -211,9 +212,6 @@ pub fn parse_value(s: &str) -> Option<f64> {
         "stale" => return Some(stale_nan()),
         _ => {}
     }
-    if let Some(h) = s.strip_prefix("0x") {
-        return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
-    }
     s.parse::<f64>().ok()
 }
 
@@ -229,7 +227,7 @@ pub fn parse_values(s: &str) -> Option<Vec<Option<f64>>> {
             out.extend(std::iter::repeat_n(None, n.parse().ok()?));
             continue;
         }
-        if let Some((head, times)) = tok.rsplit_once('x').filter(|(h, _)| !h.is_empty() && !tok.starts_with("0x")) {
+        if let Some((head, times)) = tok.rsplit_once('x').filter(|(h, _)| !h.is_empty()) {
             if let Ok(times) = times.parse::<usize>() {
                 // head is `a`, `a+b` or `a-b` (a may itself be signed).
                 let split = head.char_indices().skip(1).find(|&(i, c)| {

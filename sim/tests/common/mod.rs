@@ -19,13 +19,19 @@ pub struct Line {
 
 impl Line {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Splits Prometheus text lines (quoted values may hold `,`, `}` and escapes).
 pub fn parse(text: &str) -> Vec<Line> {
-    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(parse_line).collect()
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(parse_line)
+        .collect()
 }
 
 fn parse_line(line: &str) -> Line {
@@ -65,7 +71,11 @@ fn parse_line(line: &str) -> Line {
         labels.push((lname, v));
     }
     let rest: String = bytes[i..].iter().collect();
-    Line { name, labels, value: rest.trim().parse().expect("value") }
+    Line {
+        name,
+        labels,
+        value: rest.trim().parse().expect("value"),
+    }
 }
 
 /// A mesh on a manual clock.
@@ -94,7 +104,12 @@ pub fn sum_requests(mesh: &Mesh, pods: &[String], at_ms: u64, f: impl Fn(&Line) 
 }
 
 /// GET (or another method) over a fresh connection; returns (status, body).
-pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr).await?;
     let body = body.unwrap_or("");
     let req = format!(
@@ -110,6 +125,9 @@ pub async fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> s
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
