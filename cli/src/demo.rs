@@ -64,6 +64,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         http_listen: format!("127.0.0.1:{}", args.http_port),
         relay_listen: format!("127.0.0.1:{}", args.relay_port),
         scrape_interval_secs: args.interval_secs,
+        scrape_timeout_ms: None,
     };
     let mesh = LocalMesh::start(options).await?;
     let http = mesh.aggregator.http_addr;

@@ -22,6 +22,8 @@ pub struct MeshOptions {
     pub relay_listen: String,
     /// Collector scrape interval.
     pub scrape_interval_secs: f64,
+    /// Collector scrape timeout; 80% of the interval when `None`.
+    pub scrape_timeout_ms: Option<u64>,
 }
 
 impl Default for MeshOptions {
@@ -31,6 +33,7 @@ impl Default for MeshOptions {
             http_listen: "127.0.0.1:0".into(),
             relay_listen: "127.0.0.1:0".into(),
             scrape_interval_secs: 5.0,
+            scrape_timeout_ms: None,
         }
     }
 }
@@ -73,7 +76,7 @@ impl LocalMesh {
                 relay: RelayConfig { endpoints: vec![relay.clone()] },
                 scrape: ScrapeConfig {
                     interval_secs: options.scrape_interval_secs,
-                    timeout_ms: (options.scrape_interval_secs * 800.0) as u64,
+                    timeout_ms: options.scrape_timeout_ms.unwrap_or((options.scrape_interval_secs * 800.0) as u64),
                     ..ScrapeConfig::default()
                 },
                 targets: TargetsConfig { static_targets: targets.clone(), ..TargetsConfig::default() },

@@ -63,7 +63,11 @@ pub(crate) struct StepSeries {
 
 impl StepSeries {
     pub fn new(labels: Labels, drop_name: bool, steps: usize) -> Self {
-        Self { labels, drop_name, vals: vec![None; steps] }
+        Self {
+            labels,
+            drop_name,
+            vals: vec![None; steps],
+        }
     }
 
     pub fn is_empty(&self) -> bool {

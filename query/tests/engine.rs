@@ -6,8 +6,14 @@ use meshfed_model::{Labels, stale_nan};
 use meshfed_query::{Engine, EngineOptions, QueryError, Value};
 use meshfed_store::{Store, StoreOptions};
 
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+type Samples<'a> = &'a [(f64, f64)];
+type RateCase<'a> = (&'a str, Samples<'a>, &'a str, f64, f64);
+type BucketCase<'a> = (&'a [(&'a str, f64)], f64, f64);
+type VectorCase<'a> = (&'a str, &'a [(Pairs<'a>, f64)]);
+
 /// Builds an engine over series given as `(labels, [(seconds, value)])`.
-fn engine(series: &[(&[(&str, &str)], &[(f64, f64)])]) -> Engine {
+fn engine(series: &[(Pairs<'_>, Samples<'_>)]) -> Engine {
     let store = Arc::new(Store::new(StoreOptions::default()));
     for (labels, samples) in series {
         let r = store.get_or_create(&Labels::from_pairs(labels.iter().copied()));
@@ -35,7 +41,8 @@ fn instant(e: &Engine, q: &str, t_s: f64) -> Vec<(Labels, f64)> {
 }
 
 fn assert_close(q: &str, got: f64, want: f64) {
-    let ok = got == want || (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-9 * want.abs().max(1.0);
+    let ok =
+        got == want || (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-9 * want.abs().max(1.0);
     assert!(ok, "{q}: got {got}, want {want}");
 }
 
@@ -44,21 +51,63 @@ const C: &[(&str, &str)] = &[("__name__", "c"), ("job", "a")];
 #[test]
 fn rate_extrapolation_cases() {
     // Samples every 15s from 10s to 55s; window (0, 60].
-    let cases: &[(&str, &[(f64, f64)], &str, f64, f64)] = &[
+    let cases: &[RateCase<'_>] = &[
         // Close to both edges: extrapolate fully to 60s of data.
-        ("full", &[(10., 10.), (25., 20.), (40., 30.), (55., 40.)], "increase(c[1m])", 60., 30. * 60. / 45.),
-        ("rate", &[(10., 10.), (25., 20.), (40., 30.), (55., 40.)], "rate(c[1m])", 60., 30. * 60. / 45. / 60.),
+        (
+            "full",
+            &[(10., 10.), (25., 20.), (40., 30.), (55., 40.)],
+            "increase(c[1m])",
+            60.,
+            30. * 60. / 45.,
+        ),
+        (
+            "rate",
+            &[(10., 10.), (25., 20.), (40., 30.), (55., 40.)],
+            "rate(c[1m])",
+            60.,
+            30. * 60. / 45. / 60.,
+        ),
         // Zero-point clamp: the counter would hit 0 1.5s before the first sample.
-        ("zero clamp", &[(10., 1.), (25., 11.), (40., 21.), (55., 31.)], "increase(c[1m])", 60., 30. * 51.5 / 45.),
+        (
+            "zero clamp",
+            &[(10., 1.), (25., 11.), (40., 21.), (55., 31.)],
+            "increase(c[1m])",
+            60.,
+            30. * 51.5 / 45.,
+        ),
         // Counter reset 20 -> 5 adds 20.
-        ("reset", &[(10., 10.), (25., 20.), (40., 5.), (55., 15.)], "increase(c[1m])", 60., 25. * 60. / 45.),
+        (
+            "reset",
+            &[(10., 10.), (25., 20.), (40., 5.), (55., 15.)],
+            "increase(c[1m])",
+            60.,
+            25. * 60. / 45.,
+        ),
         // Far from both edges: half an interval each side, start clamped by the zero point.
-        ("sparse", &[(30., 0.), (45., 15.)], "rate(c[2m])", 120., 22.5 / 120.),
+        (
+            "sparse",
+            &[(30., 0.), (45., 15.)],
+            "rate(c[2m])",
+            120.,
+            22.5 / 120.,
+        ),
         // delta has no counter semantics and no zero clamp.
         ("delta", &[(30., 5.), (45., 20.)], "delta(c[2m])", 120., 30.),
         // irate after a reset uses the last value.
-        ("irate", &[(10., 10.), (25., 20.), (40., 5.)], "irate(c[1m])", 60., 5. / 15.),
-        ("idelta", &[(10., 10.), (25., 20.), (40., 5.)], "idelta(c[1m])", 60., -15.),
+        (
+            "irate",
+            &[(10., 10.), (25., 20.), (40., 5.)],
+            "irate(c[1m])",
+            60.,
+            5. / 15.,
+        ),
+        (
+            "idelta",
+            &[(10., 10.), (25., 20.), (40., 5.)],
+            "idelta(c[1m])",
+            60.,
+            -15.,
+        ),
     ];
     for (name, samples, q, t, want) in cases {
         let e = engine(&[(C, samples)]);
@@ -79,7 +128,10 @@ fn rate_needs_two_samples_in_left_open_window() {
 
 #[test]
 fn staleness_and_lookback() {
-    let e = engine(&[(C, &[(0., 1.), (10., stale_nan())]), (&[("__name__", "g")], &[(0., 7.)])]);
+    let e = engine(&[
+        (C, &[(0., 1.), (10., stale_nan())]),
+        (&[("__name__", "g")], &[(0., 7.)]),
+    ]);
     let cases: &[(&str, f64, usize)] = &[
         ("c", 5., 1),
         ("c", 10., 0),  // stale marker ends the series
@@ -112,9 +164,13 @@ fn histogram_quantile_cases() {
     let bucket = |le: &'static str| -> Vec<(&'static str, &'static str)> {
         vec![("__name__", "h_bucket"), ("job", "a"), ("le", le)]
     };
-    let cases: &[(&[(&str, f64)], f64, f64)] = &[
+    let cases: &[BucketCase<'_>] = &[
         (&[("0.1", 10.), ("0.5", 30.), ("1", 40.), ("+Inf", 50.)], 0.5, 0.4),
-        (&[("0.1", 10.), ("0.5", 30.), ("1", 40.), ("+Inf", 50.)], 0.1, 0.05),
+        (
+            &[("0.1", 10.), ("0.5", 30.), ("1", 40.), ("+Inf", 50.)],
+            0.1,
+            0.05,
+        ),
         // Rank lands in +Inf: the highest finite bound.
         (&[("0.1", 10.), ("0.5", 30.), ("1", 40.), ("+Inf", 50.)], 0.9, 1.0),
         // Non-monotonic counts are forced monotonic (0.5 -> 10).
@@ -130,8 +186,11 @@ fn histogram_quantile_cases() {
     for (buckets, q, want) in cases {
         let labels: Vec<Vec<(&str, &str)>> = buckets.iter().map(|(le, _)| bucket(le)).collect();
         let samples: Vec<[(f64, f64); 1]> = buckets.iter().map(|(_, v)| [(0., *v)]).collect();
-        let series: Vec<(&[(&str, &str)], &[(f64, f64)])> =
-            labels.iter().zip(&samples).map(|(l, s)| (l.as_slice(), s.as_slice())).collect();
+        let series: Vec<(Pairs<'_>, Samples<'_>)> = labels
+            .iter()
+            .zip(&samples)
+            .map(|(l, s)| (l.as_slice(), s.as_slice()))
+            .collect();
         let e = engine(&series);
         let query = format!("histogram_quantile({q}, h_bucket)");
         let got = instant(&e, &query, 10.);
@@ -143,11 +202,26 @@ fn histogram_quantile_cases() {
 
 fn matching_engine() -> Engine {
     engine(&[
-        (&[("__name__", "req"), ("instance", "i1"), ("code", "200")], &[(0., 10.)]),
-        (&[("__name__", "req"), ("instance", "i1"), ("code", "500")], &[(0., 2.)]),
-        (&[("__name__", "req"), ("instance", "i2"), ("code", "200")], &[(0., 4.)]),
-        (&[("__name__", "info"), ("instance", "i1"), ("version", "v1")], &[(0., 1.)]),
-        (&[("__name__", "info"), ("instance", "i2"), ("version", "v2")], &[(0., 1.)]),
+        (
+            &[("__name__", "req"), ("instance", "i1"), ("code", "200")],
+            &[(0., 10.)],
+        ),
+        (
+            &[("__name__", "req"), ("instance", "i1"), ("code", "500")],
+            &[(0., 2.)],
+        ),
+        (
+            &[("__name__", "req"), ("instance", "i2"), ("code", "200")],
+            &[(0., 4.)],
+        ),
+        (
+            &[("__name__", "info"), ("instance", "i1"), ("version", "v1")],
+            &[(0., 1.)],
+        ),
+        (
+            &[("__name__", "info"), ("instance", "i2"), ("version", "v2")],
+            &[(0., 1.)],
+        ),
         (&[("__name__", "up"), ("instance", "i1")], &[(0., 1.)]),
         (&[("__name__", "up"), ("instance", "i2")], &[(0., 0.)]),
     ])
@@ -156,11 +230,20 @@ fn matching_engine() -> Engine {
 #[test]
 fn vector_matching_and_aggregation() {
     let e = matching_engine();
-    let cases: &[(&str, &[(&[(&str, &str)], f64)])] = &[
-        ("sum by (instance) (req)", &[(&[("instance", "i1")], 12.), (&[("instance", "i2")], 4.)]),
-        ("sum without (code) (req)", &[(&[("instance", "i1")], 12.), (&[("instance", "i2")], 4.)]),
+    let cases: &[VectorCase<'_>] = &[
+        (
+            "sum by (instance) (req)",
+            &[(&[("instance", "i1")], 12.), (&[("instance", "i2")], 4.)],
+        ),
+        (
+            "sum without (code) (req)",
+            &[(&[("instance", "i1")], 12.), (&[("instance", "i2")], 4.)],
+        ),
         ("count(req)", &[(&[], 3.)]),
-        ("max by (code) (req)", &[(&[("code", "200")], 10.), (&[("code", "500")], 2.)]),
+        (
+            "max by (code) (req)",
+            &[(&[("code", "200")], 10.), (&[("code", "500")], 2.)],
+        ),
         ("avg(req)", &[(&[], 16. / 3.)]),
         (
             "req * on(instance) group_left(version) info",
@@ -170,21 +253,48 @@ fn vector_matching_and_aggregation() {
                 (&[("code", "500"), ("instance", "i1"), ("version", "v1")], 2.),
             ],
         ),
-        ("sum by (instance) (req) / on(instance) up", &[(&[("instance", "i1")], 12.), (&[("instance", "i2")], f64::INFINITY)]),
+        (
+            "sum by (instance) (req) / on(instance) up",
+            &[
+                (&[("instance", "i1")], 12.),
+                (&[("instance", "i2")], f64::INFINITY),
+            ],
+        ),
         ("up == 1", &[(&[("__name__", "up"), ("instance", "i1")], 1.)]),
-        ("up == bool 1", &[(&[("instance", "i1")], 1.), (&[("instance", "i2")], 0.)]),
+        (
+            "up == bool 1",
+            &[(&[("instance", "i1")], 1.), (&[("instance", "i2")], 0.)],
+        ),
         ("2 > bool 1", &[(&[], 1.)]),
-        ("req and on(instance) (up == 1)", &[
-            (&[("__name__", "req"), ("code", "200"), ("instance", "i1")], 10.),
-            (&[("__name__", "req"), ("code", "500"), ("instance", "i1")], 2.),
-        ]),
-        ("up unless on(instance) req{code=\"500\"}", &[(&[("__name__", "up"), ("instance", "i2")], 0.)]),
-        ("up{instance=\"i1\"} or up", &[
-            (&[("__name__", "up"), ("instance", "i1")], 1.),
-            (&[("__name__", "up"), ("instance", "i2")], 0.),
-        ]),
-        ("{__name__=~\"u.\"}", &[(&[("__name__", "up"), ("instance", "i1")], 1.), (&[("__name__", "up"), ("instance", "i2")], 0.)]),
-        ("topk(1, req)", &[(&[("__name__", "req"), ("code", "200"), ("instance", "i1")], 10.)]),
+        (
+            "req and on(instance) (up == 1)",
+            &[
+                (&[("__name__", "req"), ("code", "200"), ("instance", "i1")], 10.),
+                (&[("__name__", "req"), ("code", "500"), ("instance", "i1")], 2.),
+            ],
+        ),
+        (
+            "up unless on(instance) req{code=\"500\"}",
+            &[(&[("__name__", "up"), ("instance", "i2")], 0.)],
+        ),
+        (
+            "up{instance=\"i1\"} or up",
+            &[
+                (&[("__name__", "up"), ("instance", "i1")], 1.),
+                (&[("__name__", "up"), ("instance", "i2")], 0.),
+            ],
+        ),
+        (
+            "{__name__=~\"u.\"}",
+            &[
+                (&[("__name__", "up"), ("instance", "i1")], 1.),
+                (&[("__name__", "up"), ("instance", "i2")], 0.),
+            ],
+        ),
+        (
+            "topk(1, req)",
+            &[(&[("__name__", "req"), ("code", "200"), ("instance", "i1")], 10.)],
+        ),
     ];
     for (q, want) in cases {
         let got = instant(&e, q, 10.);
@@ -208,7 +318,10 @@ fn matching_errors_are_execution_errors() {
         }
     }
     assert!(matches!(e.query_instant("sum(", 0), Err(QueryError::BadData(_))));
-    assert!(matches!(e.query_instant("histogram_count(req)", 0), Err(QueryError::Unsupported(_))));
+    assert!(matches!(
+        e.query_instant("histogram_count(req)", 0),
+        Err(QueryError::Unsupported(_))
+    ));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The simulated mesh: clusters, services, workloads (one instance per cluster they run in), pods
 //! and the call graph, built deterministically from [`SimConfig`] and its seed.
 
+use std::collections::HashMap;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -191,6 +193,9 @@ pub struct Topology {
     /// For each workload instance, the services it calls.
     #[serde(skip)]
     pub calls: Vec<Vec<ServiceId>>,
+    /// Pod index by name.
+    #[serde(skip)]
+    pod_index: HashMap<String, PodId>,
 }
 
 const POD_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -214,6 +219,7 @@ impl Topology {
             edges: Vec::new(),
             backends: Vec::new(),
             calls: Vec::new(),
+            pod_index: HashMap::new(),
         };
         let mut apps: Vec<AppSpec> = vec![spec::bookinfo(), spec::web("web")];
         for i in 0..cfg.extra_namespaces {
@@ -376,7 +382,7 @@ impl Topology {
 
     /// The pod called `name`.
     pub fn pod_id(&self, name: &str) -> Option<PodId> {
-        self.pods.iter().position(|p| p.name == name)
+        self.pod_index.get(name).copied()
     }
 
     /// The service matching `name` (short name, `name.ns` or FQDN; the first match for short names).

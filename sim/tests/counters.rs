@@ -302,3 +302,18 @@ fn ejected_endpoints_show_in_client_gauges_and_get_no_traffic() {
             > 0.0
     );
 }
+
+#[test]
+fn scale_knobs_multiply_the_mesh() {
+    let (small, _) = mesh(SimConfig::quiet());
+    let cfg = SimConfig { extra_namespaces: 4, pods_per_workload: 3, ..SimConfig::quiet() };
+    let (big, _) = mesh(cfg);
+    let (s, b) = (small.topology(), big.topology());
+    assert_eq!(s.pods.len(), 24 * 2);
+    assert_eq!(b.pods.len(), (24 + 4 * 11) * 3);
+    assert!(b.workloads.iter().any(|w| w.namespace == "web-5"));
+    let started = std::time::Instant::now();
+    let total: usize = b.pods.iter().map(|p| big.series_count(&p.name).expect("count")).sum();
+    assert!(total > 0);
+    eprintln!("{} pods, {total} samples rendered in {:?}", b.pods.len(), started.elapsed());
+}

@@ -66,6 +66,43 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two relay connections ingesting into disjoint halves of the series at once, against one
+/// thread doing both halves (both include the thread spawns).
+fn append_parallel(c: &mut Criterion) {
+    let n = 20_000;
+    let mut g = c.benchmark_group("append_parallel");
+    g.throughput(Throughput::Elements(n as u64));
+    for threads in [1usize, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("store_append_batch_threads", threads),
+            &threads,
+            |b, &threads| {
+                let (store, refs) = store_with(n);
+                let mut batches: Vec<Vec<(SeriesRef, i64, f64)>> = refs
+                    .chunks(n / 2)
+                    .map(|c| c.iter().map(|&r| (r, 0, 0.0)).collect())
+                    .collect();
+                let mut t = 0i64;
+                b.iter(|| {
+                    t += 15_000;
+                    std::thread::scope(|s| {
+                        for group in batches.chunks_mut(2 / threads) {
+                            let store = &store;
+                            s.spawn(move || {
+                                for batch in group {
+                                    batch.iter_mut().for_each(|x| x.1 = t);
+                                    store.append_batch(batch);
+                                }
+                            });
+                        }
+                    });
+                });
+            },
+        );
+    }
+    g.finish();
+}
+
 /// Resolving refs of existing series by labels, as a relay connection does for new definitions.
 fn lookup(c: &mut Criterion) {
     let n = 10_000;
@@ -111,5 +148,5 @@ fn read(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, lookup, read);
+criterion_group!(benches, append, append_parallel, lookup, read);
 criterion_main!(benches);

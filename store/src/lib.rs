@@ -8,10 +8,10 @@
 //! The store is `Send + Sync`; every method takes `&self`.
 //!
 //! Inside, a [`Store`] is a series registry (label sets interned as symbol ids, looked up by a
-//! collision-checked hash, with a postings index for matchers) and a striped table of series, each
-//! holding Gorilla-compressed chunks. Ingest takes only a stripe's read lock and the series' own
-//! lock per sample, so many writers and readers proceed in parallel; the registry's write lock is
-//! taken only to create a series.
+//! collision-checked hash, with a postings index for matchers) and a lock-free table of series, each
+//! holding Gorilla-compressed chunks. Ingest finds a series without locking and then takes only
+//! that series' lock, so many writers and readers proceed in parallel; the registry's write lock
+//! is taken only to create a series.
 
 mod chunk;
 mod head;
@@ -182,7 +182,7 @@ impl Store {
     pub fn append(&self, series: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
         match self.append_one(series, timestamp_ms, value) {
             Some(AppendOutcome::Appended) => {
-                self.table.count_samples(series.0, 1);
+                self.table.count_samples(1);
                 Ok(())
             }
             Some(AppendOutcome::Unchanged) => Ok(()),
@@ -208,10 +208,7 @@ impl Store {
                 None => stats.unknown_series += 1,
             }
         }
-        // One counter update per batch; any stripe's share will do.
-        if let Some(&(first, ..)) = samples.first() {
-            self.table.count_samples(first.0, stats.appended);
-        }
+        self.table.count_samples(stats.appended);
         stats
     }
 

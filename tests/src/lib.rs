@@ -148,3 +148,19 @@ pub fn vector_of(resp: &serde_json::Value) -> anyhow::Result<Vec<(BTreeMap<Strin
         })
         .collect()
 }
+
+/// The program a real-peer test needs: `$env_var` if set, else `default` from `PATH`.
+///
+/// # Panics
+/// When the program cannot be run: a test that needs a peer must not pass without it.
+pub fn peer_program(env_var: &str, default: &str) -> String {
+    let program = std::env::var(env_var).unwrap_or_else(|_| default.to_owned());
+    let runs = std::process::Command::new(&program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(runs, "{program} is not available (set {env_var}); scripts/test installs it");
+    program
+}

@@ -20,7 +20,12 @@ impl Evaluator<'_> {
             match self.eval(p)? {
                 Val::Scalar(v) => scalar_param = Some(v),
                 Val::Str(s) => string_param = Some(s),
-                other => return Err(QueryError::bad(format!("unexpected parameter type {}", other.type_name()))),
+                other => {
+                    return Err(QueryError::bad(format!(
+                        "unexpected parameter type {}",
+                        other.type_name()
+                    )));
+                }
             }
         }
         let input = match self.eval(&a.expr)? {
@@ -109,8 +114,12 @@ fn aggregate(op: token::TokenId, vals: &mut [f64], q: f64) -> Result<f64> {
         }
         token::T_COUNT => n,
         token::T_GROUP => 1.0,
-        token::T_MIN => vals.iter().fold(f64::NAN, |acc, &v| if acc > v || acc.is_nan() { v } else { acc }),
-        token::T_MAX => vals.iter().fold(f64::NAN, |acc, &v| if acc < v || acc.is_nan() { v } else { acc }),
+        token::T_MIN => vals
+            .iter()
+            .fold(f64::NAN, |acc, &v| if acc > v || acc.is_nan() { v } else { acc }),
+        token::T_MAX => vals
+            .iter()
+            .fold(f64::NAN, |acc, &v| if acc < v || acc.is_nan() { v } else { acc }),
         token::T_STDDEV | token::T_STDVAR => {
             let (mut count, mut mean, mut sq) = (0.0, 0.0, 0.0);
             for &v in vals.iter() {
@@ -141,18 +150,27 @@ fn select_k(
     let mut out: Vec<StepSeries> = Vec::new();
     let mut out_of: HashMap<usize, usize> = HashMap::new();
     let mut scratch: Vec<(f64, usize)> = Vec::new();
-    for step in 0..steps {
-        let kf = k_param[step];
+    for (step, &kf) in k_param.iter().enumerate().take(steps) {
         if kf.is_nan() {
             return Err(QueryError::exec("Parameter value is NaN"));
         }
-        let k = if kf >= usize::MAX as f64 { usize::MAX } else if kf < 1.0 { 0 } else { kf as usize };
+        let k = if kf >= usize::MAX as f64 {
+            usize::MAX
+        } else if kf < 1.0 {
+            0
+        } else {
+            kf as usize
+        };
         if k == 0 {
             continue;
         }
         for (_, members) in groups {
             scratch.clear();
-            scratch.extend(members.iter().filter_map(|&i| input[i].vals[step].map(|v| (v, i))));
+            scratch.extend(
+                members
+                    .iter()
+                    .filter_map(|&i| input[i].vals[step].map(|v| (v, i))),
+            );
             match op {
                 token::T_TOPK => scratch.sort_by(|a, b| cmp_nan_low(b.0, a.0)),
                 token::T_BOTTOMK => scratch.sort_by(|a, b| cmp_nan_high(a.0, b.0)),
@@ -160,7 +178,11 @@ fn select_k(
             }
             for &(v, i) in scratch.iter().take(k) {
                 let o = *out_of.entry(i).or_insert_with(|| {
-                    out.push(StepSeries::new(input[i].labels.clone(), input[i].drop_name, steps));
+                    out.push(StepSeries::new(
+                        input[i].labels.clone(),
+                        input[i].drop_name,
+                        steps,
+                    ));
                     out.len() - 1
                 });
                 out[o].vals[step] = Some(v);

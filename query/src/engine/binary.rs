@@ -12,7 +12,10 @@ use crate::error::{QueryError, Result};
 use crate::value::{StepSeries, Val};
 
 pub(crate) fn is_comparison(op: TokenId) -> bool {
-    matches!(op, token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE)
+    matches!(
+        op,
+        token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE
+    )
 }
 
 fn is_set(op: TokenId) -> bool {
@@ -62,14 +65,21 @@ fn matching(b: &BinaryExpr) -> Matching {
         Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
         None => (false, Vec::new()),
     };
-    let card = b.modifier.as_ref().map(|m| m.card.clone()).unwrap_or(VectorMatchCardinality::OneToOne);
+    let card = b
+        .modifier
+        .as_ref()
+        .map(|m| m.card.clone())
+        .unwrap_or(VectorMatchCardinality::OneToOne);
     Matching { on, names, card }
 }
 
 impl Evaluator<'_> {
     pub fn eval_binary(&mut self, b: &BinaryExpr) -> Result<Val> {
         let op = b.op.id();
-        if b.modifier.as_ref().is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some()) {
+        if b.modifier
+            .as_ref()
+            .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+        {
             return Err(QueryError::Unsupported("fill modifiers".into()));
         }
         let rb = b.return_bool();
@@ -79,7 +89,11 @@ impl Evaluator<'_> {
             (Val::Scalar(mut l), Val::Scalar(r)) => {
                 for (x, y) in l.iter_mut().zip(r) {
                     let (v, keep) = elem(op, *x, y);
-                    *x = if is_comparison(op) { if keep { 1.0 } else { 0.0 } } else { v };
+                    *x = if is_comparison(op) {
+                        if keep { 1.0 } else { 0.0 }
+                    } else {
+                        v
+                    };
                 }
                 Ok(Val::Scalar(l))
             }
@@ -101,7 +115,13 @@ impl Evaluator<'_> {
         }
     }
 
-    fn set_op(&self, op: TokenId, lhs: Vec<StepSeries>, rhs: Vec<StepSeries>, m: &Matching) -> Vec<StepSeries> {
+    fn set_op(
+        &self,
+        op: TokenId,
+        lhs: Vec<StepSeries>,
+        rhs: Vec<StepSeries>,
+        m: &Matching,
+    ) -> Vec<StepSeries> {
         let steps = self.steps;
         let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&s.labels, m.on, &m.names)).collect();
         let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&s.labels, m.on, &m.names)).collect();
@@ -165,7 +185,9 @@ impl Evaluator<'_> {
     ) -> Result<Vec<StepSeries>> {
         let steps = self.steps;
         let (include, one_to_one) = match &m.card {
-            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => (l.labels.clone(), false),
+            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => {
+                (l.labels.clone(), false)
+            }
             _ => (Vec::new(), true),
         };
         let swapped = matches!(m.card, VectorMatchCardinality::OneToMany(_));
@@ -186,10 +208,17 @@ impl Evaluator<'_> {
                 continue;
             }
             for k in 0..steps {
-                let present: Vec<usize> = members[g].iter().copied().filter(|&j| one[j].vals[k].is_some()).collect();
+                let present: Vec<usize> = members[g]
+                    .iter()
+                    .copied()
+                    .filter(|&j| one[j].vals[k].is_some())
+                    .collect();
                 if present.len() > 1 {
                     let side = if swapped { "left" } else { "right" };
-                    let mut pair = [go_labels(&one[present[0]].labels), go_labels(&one[present[1]].labels)];
+                    let mut pair = [
+                        go_labels(&one[present[0]].labels),
+                        go_labels(&one[present[1]].labels),
+                    ];
                     pair.sort();
                     return Err(QueryError::exec(format!(
                         "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -200,8 +229,10 @@ impl Evaluator<'_> {
                 }
             }
         }
-        let many_group: Vec<Option<usize>> =
-            many.iter().map(|s| groups.get(&signature(&s.labels, m.on, &m.names)).copied()).collect();
+        let many_group: Vec<Option<usize>> = many
+            .iter()
+            .map(|s| groups.get(&signature(&s.labels, m.on, &m.names)).copied())
+            .collect();
         let drop_name = rb || !is_comparison(op);
         let mut out: Vec<StepSeries> = Vec::new();
         let mut out_index: HashMap<Labels, usize> = HashMap::new();
@@ -209,8 +240,12 @@ impl Evaluator<'_> {
         let mut matched_at = vec![usize::MAX; members.len()];
         for k in 0..steps {
             for (i, s) in many.iter().enumerate() {
-                let (Some(mv), Some(g)) = (s.vals[k], many_group[i]) else { continue };
-                let Some(&j) = members[g].iter().find(|&&j| one[j].vals[k].is_some()) else { continue };
+                let (Some(mv), Some(g)) = (s.vals[k], many_group[i]) else {
+                    continue;
+                };
+                let Some(&j) = members[g].iter().find(|&&j| one[j].vals[k].is_some()) else {
+                    continue;
+                };
                 let Some(ov) = one[j].vals[k] else { continue };
                 // Checked before filtering, so a comparison cannot hide an ambiguous match.
                 if one_to_one {
@@ -260,7 +295,11 @@ pub(crate) fn go_labels(l: &Labels) -> String {
 
 fn result_labels(many: &Labels, one: &Labels, m: &Matching, one_to_one: bool, include: &[String]) -> Labels {
     let base = if one_to_one {
-        if m.on { many.keep(&m.names) } else { many.drop_names(&m.names) }
+        if m.on {
+            many.keep(&m.names)
+        } else {
+            many.drop_names(&m.names)
+        }
     } else {
         many.clone()
     };

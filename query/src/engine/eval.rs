@@ -33,8 +33,20 @@ impl<'a> Evaluator<'a> {
         step: i64,
     ) -> Self {
         let step = step.max(1);
-        let steps = if end < start { 0 } else { ((end - start) / step) as usize + 1 };
-        Self { store, opts, state, start, step, steps, buf: Vec::new() }
+        let steps = if end < start {
+            0
+        } else {
+            ((end - start) / step) as usize + 1
+        };
+        Self {
+            store,
+            opts,
+            state,
+            start,
+            step,
+            steps,
+            buf: Vec::new(),
+        }
     }
 
     /// Timestamp of step `k`.
@@ -102,7 +114,9 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Val::Vector(self.eval_vector_selector(vs, false)?)),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 if self.steps != 1 {
-                    return Err(QueryError::bad("range vector is only allowed in an instant query"));
+                    return Err(QueryError::bad(
+                        "range vector is only allowed in an instant query",
+                    ));
                 }
                 self.eval_range_instant(expr).map(Val::Matrix)
             }
@@ -117,7 +131,10 @@ impl<'a> Evaluator<'a> {
     pub fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>> {
         match self.eval(expr)? {
             Val::Scalar(v) => Ok(v),
-            other => Err(QueryError::bad(format!("expected scalar, got {}", other.type_name()))),
+            other => Err(QueryError::bad(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -164,7 +181,11 @@ impl<'a> Evaluator<'a> {
             Val::Scalar(v) => vec![RangeSeries {
                 labels: Default::default(),
                 drop_name: false,
-                samples: v.iter().enumerate().map(|(k, v)| Sample::new(ts(k), *v)).collect(),
+                samples: v
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| Sample::new(ts(k), *v))
+                    .collect(),
             }],
             other => {
                 return Err(QueryError::bad(format!(

@@ -19,8 +19,8 @@ use crate::error::{QueryError, Result};
 use crate::value::{Series, StepSeries, Val, Value};
 
 pub(crate) use eval::Evaluator;
-pub(crate) use selector::{Window, unwrap_parens};
 pub use selector::matcher_sets;
+pub(crate) use selector::{Window, unwrap_parens};
 
 /// Engine limits and defaults.
 #[derive(Clone, Debug)]
@@ -86,20 +86,33 @@ impl Engine {
         let mut ev = Evaluator::new(&self.store, &self.options, &state, at_ms, at_ms, 1);
         let val = ev.eval(&expr)?;
         match val {
-            Val::Scalar(v) => Ok(Value::Scalar { timestamp_ms: at_ms, value: v[0] }),
-            Val::Str(s) => Ok(Value::String { timestamp_ms: at_ms, value: s }),
+            Val::Scalar(v) => Ok(Value::Scalar {
+                timestamp_ms: at_ms,
+                value: v[0],
+            }),
+            Val::Str(s) => Ok(Value::String {
+                timestamp_ms: at_ms,
+                value: s,
+            }),
             Val::Vector(series) => {
                 let series = finish_vector(series, 1)?;
                 let samples = series
                     .into_iter()
                     .filter_map(|s| s.vals[0].map(|v| (s.labels, v)))
                     .collect();
-                Ok(Value::Vector { timestamp_ms: at_ms, samples })
+                Ok(Value::Vector {
+                    timestamp_ms: at_ms,
+                    samples,
+                })
             }
             Val::Matrix(series) => {
                 let mut out: Vec<Series> = Vec::with_capacity(series.len());
                 for s in series {
-                    let labels = if s.drop_name { drop_name_labels(&s.labels) } else { s.labels };
+                    let labels = if s.drop_name {
+                        drop_name_labels(&s.labels)
+                    } else {
+                        s.labels
+                    };
                     let points: Vec<(i64, f64)> =
                         s.samples.iter().map(|p| (p.timestamp_ms, p.value)).collect();
                     if !points.is_empty() {
@@ -130,7 +143,10 @@ impl Engine {
         }
         let expr = parse(query)?;
         let ty = expr.value_type();
-        if !matches!(ty, parser::value::ValueType::Scalar | parser::value::ValueType::Vector) {
+        if !matches!(
+            ty,
+            parser::value::ValueType::Scalar | parser::value::ValueType::Vector
+        ) {
             return Err(QueryError::bad(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 type_display(ty)
@@ -149,7 +165,12 @@ impl Engine {
                 let mut out: Vec<Series> = series
                     .into_iter()
                     .map(|s| Series {
-                        points: s.vals.iter().enumerate().filter_map(|(k, v)| v.map(|v| (ts(k), v))).collect(),
+                        points: s
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(k, v)| v.map(|v| (ts(k), v)))
+                            .collect(),
                         labels: s.labels,
                     })
                     .filter(|s| !s.points.is_empty())
@@ -235,7 +256,9 @@ fn check_unique<'a>(labels: impl Iterator<Item = &'a Labels>) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for l in labels {
         if !seen.insert(l) {
-            return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
+            return Err(QueryError::exec(
+                "vector cannot contain metrics with the same labelset",
+            ));
         }
     }
     Ok(())

@@ -107,7 +107,11 @@ impl Evaluator<'_> {
                 if hi > 0 {
                     let p = buf[hi - 1];
                     if p.timestamp_ms > e - lookback && !is_stale_nan(p.value) {
-                        s.vals[k] = Some(if timestamps { p.timestamp_ms as f64 / 1000.0 } else { p.value });
+                        s.vals[k] = Some(if timestamps {
+                            p.timestamp_ms as f64 / 1000.0
+                        } else {
+                            p.value
+                        });
                     }
                 }
             }
@@ -137,7 +141,10 @@ impl Evaluator<'_> {
                 let range = duration_ms(&ms.range);
                 let at = self.at_ms(&vs.at);
                 let off = offset_ms(&vs.offset);
-                let (mint, maxt) = (self.eval_time(0, at, off) - range + 1, self.eval_time(self.steps - 1, at, off));
+                let (mint, maxt) = (
+                    self.eval_time(0, at, off) - range + 1,
+                    self.eval_time(self.steps - 1, at, off),
+                );
                 let handles = self.select(vs, mint, maxt)?;
                 let mut buf = std::mem::take(&mut self.buf);
                 for h in handles {
@@ -156,7 +163,15 @@ impl Evaluator<'_> {
                 let (series, w) = self.eval_subquery(sq)?;
                 for rs in series {
                     self.check_deadline()?;
-                    let s = self.windows(rs.labels, drop_name || rs.drop_name, &rs.samples, w.range, w.at, w.offset, f);
+                    let s = self.windows(
+                        rs.labels,
+                        drop_name || rs.drop_name,
+                        &rs.samples,
+                        w.range,
+                        w.at,
+                        w.offset,
+                        f,
+                    );
                     if !s.is_empty() {
                         out.push(s);
                     }
@@ -220,7 +235,11 @@ impl Evaluator<'_> {
                     self.count_samples(samples.len())?;
                     samples.retain(|p| !is_stale_nan(p.value));
                     if !samples.is_empty() {
-                        out.push(RangeSeries { labels: h.labels, drop_name: false, samples });
+                        out.push(RangeSeries {
+                            labels: h.labels,
+                            drop_name: false,
+                            samples,
+                        });
                     }
                 }
             }

@@ -20,7 +20,9 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Resu
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     for (i, s) in v.iter().enumerate() {
-        let Some(upper) = s.labels.get("le").and_then(parse_le) else { continue };
+        let Some(upper) = s.labels.get("le").and_then(parse_le) else {
+            continue;
+        };
         let key = s.labels.drop_names(&["le"]);
         let g = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
@@ -32,13 +34,17 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Resu
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     for (key, members) in groups {
         let mut s = StepSeries::new(key, true, ev.steps);
-        for k in 0..ev.steps {
+        for (k, &qk) in q.iter().enumerate().take(ev.steps) {
             buckets.clear();
-            buckets.extend(members.iter().filter_map(|&(ub, i)| v[i].vals[k].map(|c| (ub, c))));
+            buckets.extend(
+                members
+                    .iter()
+                    .filter_map(|&(ub, i)| v[i].vals[k].map(|c| (ub, c))),
+            );
             if buckets.is_empty() {
                 continue;
             }
-            s.vals[k] = Some(bucket_quantile(q[k], &mut buckets));
+            s.vals[k] = Some(bucket_quantile(qk, &mut buckets));
         }
         if !s.is_empty() {
             out.push(s);

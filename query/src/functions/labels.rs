@@ -17,10 +17,15 @@ pub(crate) fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Va
     let repl = string_arg(ev, arg(args, 2)?)?;
     let src = string_arg(ev, arg(args, 3)?)?;
     let pattern = string_arg(ev, arg(args, 4)?)?;
-    let re = Regex::new(&format!("^(?s:{pattern})$"))
-        .map_err(|_| QueryError::exec(format!("invalid regular expression in label_replace(): {pattern}")))?;
+    let re = Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
+        QueryError::exec(format!(
+            "invalid regular expression in label_replace(): {pattern}"
+        ))
+    })?;
     if dst.is_empty() {
-        return Err(QueryError::exec(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     let mut out = Vec::with_capacity(v.len());
     for mut s in v {
@@ -49,7 +54,9 @@ pub(crate) fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Val> 
         srcs.push(string_arg(ev, a)?);
     }
     if dst.is_empty() {
-        return Err(QueryError::exec(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(QueryError::exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     let mut out = Vec::with_capacity(v.len());
     for mut s in v {
@@ -81,7 +88,9 @@ fn merge(series: Vec<StepSeries>, steps: usize) -> Result<Vec<StepSeries>> {
                 for k in 0..steps {
                     if let Some(x) = s.vals[k] {
                         if out[i].vals[k].is_some() {
-                            return Err(QueryError::exec("vector cannot contain metrics with the same labelset"));
+                            return Err(QueryError::exec(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
                         }
                         out[i].vals[k] = Some(x);
                     }

@@ -23,7 +23,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             }
         };
         return Ok(Some(Val::Vector(map(v, |x, _| {
-            if x.is_nan() || x.is_infinite() { None } else { Some(f(x.floor() as i64)) }
+            if x.is_nan() || x.is_infinite() {
+                None
+            } else {
+                Some(f(x.floor() as i64))
+            }
         }))));
     }
     let v = match name {
@@ -31,7 +35,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             let v = vector_arg(ev, arg(args, 0)?)?;
             let lo = ev.eval_scalar(arg(args, 1)?)?;
             let hi = ev.eval_scalar(arg(args, 2)?)?;
-            map(v, |x, k| (lo[k] <= hi[k]).then(|| go_max(lo[k], go_min(hi[k], x))))
+            map(v, |x, k| {
+                (lo[k] <= hi[k]).then(|| go_max(lo[k], go_min(hi[k], x)))
+            })
         }
         "clamp_min" => {
             let v = vector_arg(ev, arg(args, 0)?)?;
@@ -75,12 +81,20 @@ fn map(mut v: Vec<StepSeries>, f: impl Fn(f64, usize) -> Option<f64>) -> Vec<Ste
 
 /// Go's `math.Max`: NaN wins.
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Go's `math.Min`: NaN wins.
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn simple(name: &str) -> Option<fn(f64) -> f64> {

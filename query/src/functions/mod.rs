@@ -20,7 +20,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
     match name {
-        "time" => Ok(Val::Scalar((0..ev.steps).map(|k| ev.ts(k) as f64 / 1000.0).collect())),
+        "time" => Ok(Val::Scalar(
+            (0..ev.steps).map(|k| ev.ts(k) as f64 / 1000.0).collect(),
+        )),
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.steps])),
         "vector" => {
             let v = ev.eval_scalar(arg(&args, 0)?)?;
@@ -45,13 +47,17 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "absent" => {
             let a = arg(&args, 0)?;
             let v = vector_arg(ev, a)?;
-            let present: Vec<bool> = (0..ev.steps).map(|k| v.iter().any(|s| s.vals[k].is_some())).collect();
+            let present: Vec<bool> = (0..ev.steps)
+                .map(|k| v.iter().any(|s| s.vals[k].is_some()))
+                .collect();
             Ok(Val::Vector(absent_result(ev.steps, &present, absent_labels(a)?)))
         }
         "absent_over_time" => {
             let a = arg(&args, 0)?;
             let v = ev.eval_range_fn(a, false, &mut |w| (!w.samples.is_empty()).then_some(1.0))?;
-            let present: Vec<bool> = (0..ev.steps).map(|k| v.iter().any(|s| s.vals[k].is_some())).collect();
+            let present: Vec<bool> = (0..ev.steps)
+                .map(|k| v.iter().any(|s| s.vals[k].is_some()))
+                .collect();
             Ok(Val::Vector(absent_result(ev.steps, &present, absent_labels(a)?)))
         }
         "timestamp" => {
@@ -77,7 +83,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "label_join" => labels::label_join(ev, &args),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => labels::sort(ev, name, &args),
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_fraction" | "histogram_stddev"
-        | "histogram_stdvar" => Err(QueryError::Unsupported(format!("native histogram function {name}()"))),
+        | "histogram_stdvar" => Err(QueryError::Unsupported(format!(
+            "native histogram function {name}()"
+        ))),
         _ => {
             if let Some(v) = over_time::eval(ev, name, &args)? {
                 return Ok(v);
@@ -91,20 +99,28 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
 }
 
 pub(crate) fn arg<'e>(args: &[&'e Expr], i: usize) -> Result<&'e Expr> {
-    args.get(i).copied().ok_or_else(|| QueryError::bad(format!("missing argument {i}")))
+    args.get(i)
+        .copied()
+        .ok_or_else(|| QueryError::bad(format!("missing argument {i}")))
 }
 
 pub(crate) fn vector_arg(ev: &mut Evaluator<'_>, e: &Expr) -> Result<Vec<StepSeries>> {
     match ev.eval(e)? {
         Val::Vector(v) => Ok(v),
-        other => Err(QueryError::bad(format!("expected instant vector argument, got {}", other.type_name()))),
+        other => Err(QueryError::bad(format!(
+            "expected instant vector argument, got {}",
+            other.type_name()
+        ))),
     }
 }
 
 pub(crate) fn string_arg(ev: &mut Evaluator<'_>, e: &Expr) -> Result<String> {
     match ev.eval(e)? {
         Val::Str(s) => Ok(s),
-        other => Err(QueryError::bad(format!("expected string argument, got {}", other.type_name()))),
+        other => Err(QueryError::bad(format!(
+            "expected string argument, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -136,9 +152,9 @@ fn absent_labels(e: &Expr) -> Result<Labels> {
 
 fn absent_result(steps: usize, present: &[bool], labels: Labels) -> Vec<StepSeries> {
     let mut s = StepSeries::new(labels, false, steps);
-    for k in 0..steps {
-        if !present[k] {
-            s.vals[k] = Some(1.0);
+    for (slot, &p) in s.vals.iter_mut().zip(present) {
+        if !p {
+            *slot = Some(1.0);
         }
     }
     if s.is_empty() { Vec::new() } else { vec![s] }

@@ -4,22 +4,27 @@
 use meshfed_model::Sample;
 use promql_parser::parser::Expr;
 
+use super::arg;
 use super::rate::{extrapolated_rate, instant_value};
 use super::stats::{Mean, kahan_inc, quantile, variance};
-use super::arg;
 use crate::engine::{Evaluator, Window};
 use crate::error::{QueryError, Result};
 use crate::value::Val;
 
+/// A per-window function producing at most one value.
+type RangeFn<'a> = Box<dyn FnMut(&Window<'_>) -> Option<f64> + 'a>;
+
 /// Evaluates `name` if it is a range-vector function; `None` otherwise.
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result<Option<Val>> {
-    let f: Box<dyn FnMut(&Window<'_>) -> Option<f64>> = match name {
+    let f: RangeFn<'_> = match name {
         "rate" => Box::new(|w| extrapolated_rate(w, true, true)),
         "increase" => Box::new(|w| extrapolated_rate(w, true, false)),
         "delta" => Box::new(|w| extrapolated_rate(w, false, false)),
         "irate" => Box::new(|w| instant_value(w, true)),
         "idelta" => Box::new(|w| instant_value(w, false)),
-        "deriv" => Box::new(|w| (w.samples.len() >= 2).then(|| linear_regression(w.samples, w.samples[0].timestamp_ms).0)),
+        "deriv" => Box::new(|w| {
+            (w.samples.len() >= 2).then(|| linear_regression(w.samples, w.samples[0].timestamp_ms).0)
+        }),
         "predict_linear" => {
             let d = ev.eval_scalar(arg(args, 1)?)?;
             Box::new(move |w| {
@@ -48,19 +53,27 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
         }),
         "sum_over_time" => Box::new(|w| {
             non_empty(w).map(|s| {
-                let (sum, c) = s.iter().fold((0.0, 0.0), |(sum, c), p| kahan_inc(p.value, sum, c));
+                let (sum, c) = s
+                    .iter()
+                    .fold((0.0, 0.0), |(sum, c), p| kahan_inc(p.value, sum, c));
                 sum + c
             })
         }),
         "count_over_time" => Box::new(|w| non_empty(w).map(|s| s.len() as f64)),
         "min_over_time" => Box::new(|w| {
             non_empty(w).map(|s| {
-                s.iter().fold(f64::NAN, |m, p| if p.value < m || m.is_nan() { p.value } else { m })
+                s.iter().fold(
+                    f64::NAN,
+                    |m, p| if p.value < m || m.is_nan() { p.value } else { m },
+                )
             })
         }),
         "max_over_time" => Box::new(|w| {
             non_empty(w).map(|s| {
-                s.iter().fold(f64::NAN, |m, p| if p.value > m || m.is_nan() { p.value } else { m })
+                s.iter().fold(
+                    f64::NAN,
+                    |m, p| if p.value > m || m.is_nan() { p.value } else { m },
+                )
             })
         }),
         "stdvar_over_time" => Box::new(|w| non_empty(w).map(|s| variance(s.iter().map(|p| p.value)))),

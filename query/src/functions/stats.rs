@@ -51,7 +51,11 @@ impl Mean {
     }
 
     pub fn value(&self) -> f64 {
-        if self.incremental { self.mean + self.c } else { (self.sum + self.c) / self.count }
+        if self.incremental {
+            self.mean + self.c
+        } else {
+            (self.sum + self.c) / self.count
+        }
     }
 }
 

@@ -17,12 +17,18 @@ pub struct ApiError {
 impl ApiError {
     /// A `bad_data` error (HTTP 400).
     pub fn bad_data(message: impl Into<String>) -> Self {
-        Self { error_type: "bad_data", message: message.into() }
+        Self {
+            error_type: "bad_data",
+            message: message.into(),
+        }
     }
 
     /// An `internal` error (HTTP 500).
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { error_type: "internal", message: message.into() }
+        Self {
+            error_type: "internal",
+            message: message.into(),
+        }
     }
 
     fn status(&self) -> StatusCode {
@@ -38,17 +44,16 @@ impl ApiError {
 
 impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
-        Self { error_type: e.error_type(), message: e.to_string() }
+        Self {
+            error_type: e.error_type(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "status": "error",
-            "errorType": self.error_type,
-            "error": self.message,
-        });
-        (self.status(), [("content-type", "application/json")], body.to_string()).into_response()
+        let body = super::response::error_body(self.error_type, &self.message);
+        (self.status(), [("content-type", "application/json")], body).into_response()
     }
 }

@@ -42,11 +42,16 @@ fn json(body: String) -> Response {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 async fn query(
@@ -57,7 +62,10 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?.to_string();
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
+        .to_string();
     let at = p.time_or("time", now_ms())?;
     let value = run(move || engine.query_instant(&q, at)).await??;
     Ok(json(response::query_body(&value)))
@@ -71,16 +79,23 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?.to_string();
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
+        .to_string();
     let start = p.time("start")?;
     let end = p.time("end")?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let step = p
         .get("step")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))
-        .and_then(|s| parse_duration(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}"))))?;
+        .and_then(|s| {
+            parse_duration(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))
+        })?;
     if step <= 0 {
         return Err(ApiError::bad_data(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -102,7 +117,11 @@ fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
         let expr = parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
             Expr::VectorSelector(vs) => sets.extend(matcher_sets(&vs)?),
-            _ => return Err(ApiError::bad_data("invalid parameter \"match[]\": must be a vector selector")),
+            _ => {
+                return Err(ApiError::bad_data(
+                    "invalid parameter \"match[]\": must be a vector selector",
+                ));
+            }
         }
     }
     Ok(sets)
@@ -111,7 +130,9 @@ fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 fn limit(p: &Params) -> Result<usize, ApiError> {
     match p.get("limit") {
         None | Some("") => Ok(0),
-        Some(v) => v.parse::<usize>().map_err(|_| ApiError::bad_data("invalid parameter \"limit\": not a number")),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_data("invalid parameter \"limit\": not a number")),
     }
 }
 
@@ -175,18 +196,7 @@ async fn empty_object() -> Response {
 }
 
 async fn buildinfo() -> Response {
-    json(
-        serde_json::json!({
-            "status": "success",
-            "data": {
-                "version": PROMETHEUS_COMPAT_VERSION,
-                "revision": "meshfed",
-                "branch": "",
-                "buildUser": "",
-                "buildDate": "",
-                "goVersion": "",
-            }
-        })
-        .to_string(),
-    )
+    json(format!(
+        "{{\"status\":\"success\",\"data\":{{\"version\":\"{PROMETHEUS_COMPAT_VERSION}\",\"revision\":\"meshfed\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}}}}"
+    ))
 }

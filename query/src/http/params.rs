@@ -34,12 +34,18 @@ impl Params {
 
     /// All values of `name` (for `match[]`).
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A required time parameter in milliseconds.
     pub fn time(&self, name: &str) -> Result<i64, ApiError> {
-        let v = self.get(name).ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{name}\": missing")))?;
+        let v = self
+            .get(name)
+            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{name}\": missing")))?;
         parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}")))
     }
 
@@ -47,7 +53,9 @@ impl Params {
     pub fn time_or(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name) {
             None | Some("") => Ok(default),
-            Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+            Some(v) => {
+                parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}")))
+            }
         }
     }
 }
@@ -74,7 +82,13 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();

@@ -47,7 +47,10 @@ pub fn query_body(v: &Value) -> String {
             json_str(&mut out, value);
             out.push(']');
         }
-        Value::Vector { timestamp_ms, samples } => {
+        Value::Vector {
+            timestamp_ms,
+            samples,
+        } => {
             out.push('[');
             for (i, (labels, value)) in samples.iter().enumerate() {
                 if i > 0 {
@@ -87,7 +90,25 @@ pub fn query_body(v: &Value) -> String {
 
 /// `{"status":"success","data":[…strings…]}`.
 pub fn strings_body(values: &[String]) -> String {
-    serde_json::json!({ "status": "success", "data": values }).to_string()
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_str(&mut out, v);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `{"status":"error","errorType":…,"error":…}` in Prometheus' key order.
+pub fn error_body(error_type: &str, message: &str) -> String {
+    let mut out = String::from("{\"status\":\"error\",\"errorType\":");
+    json_str(&mut out, error_type);
+    out.push_str(",\"error\":");
+    json_str(&mut out, message);
+    out.push('}');
+    out
 }
 
 /// `{"status":"success","data":[{…labels…},…]}`.

@@ -10,8 +10,14 @@ pub struct LoadSeries {
 
 /// What an `eval` expects.
 pub enum Expect {
-    Fail { msg: Option<String>, regex: Option<String> },
-    Vector { ordered: bool, series: Vec<(Labels, f64)> },
+    Fail {
+        msg: Option<String>,
+        regex: Option<String>,
+    },
+    Vector {
+        ordered: bool,
+        series: Vec<(Labels, f64)>,
+    },
     Scalar(f64),
     Range(Vec<(Labels, Vec<Option<f64>>)>),
     String(String),
@@ -32,7 +38,11 @@ pub struct Eval {
 
 pub enum Cmd {
     /// `unsupported`: native histograms in the block, or `load_with_nhcb`.
-    Load { interval_ms: i64, series: Vec<LoadSeries>, unsupported: bool },
+    Load {
+        interval_ms: i64,
+        series: Vec<LoadSeries>,
+        unsupported: bool,
+    },
     Clear,
     Eval(Eval),
 }
@@ -69,7 +79,10 @@ pub fn parse(text: &str) -> Vec<Cmd> {
         }
         // Collect the indented block that follows.
         let mut block = Vec::new();
-        while i < lines.len() && (is_indented(lines[i]) || lines[i].trim().starts_with('#')) && !lines[i].trim().is_empty() {
+        while i < lines.len()
+            && (is_indented(lines[i]) || lines[i].trim().starts_with('#'))
+            && !lines[i].trim().is_empty()
+        {
             if !lines[i].trim().starts_with('#') {
                 block.push(lines[i].trim());
             }
@@ -84,11 +97,18 @@ pub fn parse(text: &str) -> Vec<Cmd> {
                 let mut unsupported = word == "load_with_nhcb";
                 for l in &block {
                     match parse_load_line(l) {
-                        Some(s) => series.push(s),
+                        Some((s, has_histograms)) => {
+                            unsupported |= has_histograms;
+                            series.push(s);
+                        }
                         None => unsupported = true,
                     }
                 }
-                cmds.push(Cmd::Load { interval_ms, series, unsupported });
+                cmds.push(Cmd::Load {
+                    interval_ms,
+                    series,
+                    unsupported,
+                });
             }
             w if w.starts_with("eval") => cmds.push(Cmd::Eval(parse_eval(line_no, word, rest, &block))),
             _ => {}
@@ -137,7 +157,12 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
     } else {
         parse_results(&when, ordered, &results)
     };
-    Eval { line, expr, when, expect }
+    Eval {
+        line,
+        expr,
+        when,
+        expect,
+    }
 }
 
 fn parse_when(s: &str) -> (When, String) {
@@ -145,13 +170,20 @@ fn parse_when(s: &str) -> (When, String) {
     if words.first() == Some(&"instant") && words.get(1) == Some(&"at") {
         let rest = s.splitn(4, char::is_whitespace).collect::<Vec<_>>();
         let t = rest.get(2).and_then(|t| duration_ms(t)).unwrap_or(0);
-        return (When::Instant(t), rest.get(3).copied().unwrap_or("").trim().to_string());
+        return (
+            When::Instant(t),
+            rest.get(3).copied().unwrap_or("").trim().to_string(),
+        );
     }
     // range from <t> to <t> step <d> <expr>
     let rest = s.splitn(8, char::is_whitespace).collect::<Vec<_>>();
     let get = |i: usize| rest.get(i).and_then(|t| duration_ms(t)).unwrap_or(0);
     (
-        When::Range { start: get(2), end: get(4), step: get(6) },
+        When::Range {
+            start: get(2),
+            end: get(4),
+            step: get(6),
+        },
         rest.get(7).copied().unwrap_or("").trim().to_string(),
     )
 }
@@ -162,10 +194,10 @@ fn parse_results(when: &When, ordered: bool, lines: &[&str]) -> Expect {
     }
     match when {
         When::Instant(_) => {
-            if lines.len() == 1 {
-                if let Some(v) = parse_value(lines[0].trim()) {
-                    return Expect::Scalar(v);
-                }
+            if lines.len() == 1
+                && let Some(v) = parse_value(lines[0].trim())
+            {
+                return Expect::Scalar(v);
             }
             let mut series = Vec::new();
             for l in lines {
@@ -195,12 +227,27 @@ fn parse_results(when: &When, ordered: bool, lines: &[&str]) -> Expect {
     }
 }
 
-fn parse_load_line(l: &str) -> Option<LoadSeries> {
-    if l.contains("{{") {
-        return None;
-    }
+/// Parses a load line; native-histogram samples (`{{…}}`) become gaps, flagged by `true`.
+fn parse_load_line(l: &str) -> Option<(LoadSeries, bool)> {
     let (labels, rest) = parse_metric(l)?;
-    Some(LoadSeries { labels, values: parse_values(rest)? })
+    let mut floats = String::with_capacity(rest.len());
+    let mut has_histograms = false;
+    let mut tail = rest;
+    while let Some(start) = tail.find("{{") {
+        floats.push_str(&tail[..start]);
+        let end = tail[start..].find("}}")? + start + 2;
+        floats.push('H');
+        has_histograms = true;
+        tail = &tail[end..];
+    }
+    floats.push_str(tail);
+    Some((
+        LoadSeries {
+            labels,
+            values: parse_values(&floats)?,
+        },
+        has_histograms,
+    ))
 }
 
 /// Parses a value as promqltest does (`Inf`, `-Inf`, `NaN`, hex, floats).
@@ -219,32 +266,42 @@ pub fn parse_value(s: &str) -> Option<f64> {
 pub fn parse_values(s: &str) -> Option<Vec<Option<f64>>> {
     let mut out = Vec::new();
     for tok in s.split_whitespace() {
-        if tok == "_" {
+        if tok == "_" || tok == "H" {
             out.push(None);
+            continue;
+        }
+        // A native histogram (`H`), possibly repeated (`H+Hx3`): as many gaps as samples.
+        if tok.starts_with('H') {
+            let n = tok
+                .rsplit_once('x')
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .map_or(1, |n| n + 1);
+            out.extend(std::iter::repeat_n(None, n));
             continue;
         }
         if let Some(n) = tok.strip_prefix("_x") {
             out.extend(std::iter::repeat_n(None, n.parse().ok()?));
             continue;
         }
-        if let Some((head, times)) = tok.rsplit_once('x').filter(|(h, _)| !h.is_empty()) {
-            if let Ok(times) = times.parse::<usize>() {
-                // head is `a`, `a+b` or `a-b` (a may itself be signed).
-                let split = head.char_indices().skip(1).find(|&(i, c)| {
-                    (c == '+' || c == '-') && !matches!(head.as_bytes()[i - 1], b'e' | b'E')
-                });
-                let (a, b) = match split {
-                    Some((i, _)) => (parse_value(&head[..i])?, parse_value(&head[i..])?),
-                    None => (parse_value(head)?, 0.0),
-                };
-                let mut v = a;
+        if let Some((head, times)) = tok.rsplit_once('x').filter(|(h, _)| !h.is_empty())
+            && let Ok(times) = times.parse::<usize>()
+        {
+            // head is `a`, `a+b` or `a-b` (a may itself be signed).
+            let split = head
+                .char_indices()
+                .skip(1)
+                .find(|&(i, c)| (c == '+' || c == '-') && !matches!(head.as_bytes()[i - 1], b'e' | b'E'));
+            let (a, b) = match split {
+                Some((i, _)) => (parse_value(&head[..i])?, parse_value(&head[i..])?),
+                None => (parse_value(head)?, 0.0),
+            };
+            let mut v = a;
+            out.push(Some(v));
+            for _ in 0..times {
+                v += b;
                 out.push(Some(v));
-                for _ in 0..times {
-                    v += b;
-                    out.push(Some(v));
-                }
-                continue;
             }
+            continue;
         }
         out.push(Some(parse_value(tok)?));
     }
