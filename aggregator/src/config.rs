@@ -36,7 +36,10 @@ impl Default for AggregatorConfig {
 impl AggregatorConfig {
     /// Reads a YAML config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let err = |reason: String| Error::Config { path: path.display().to_string(), reason };
+        let err = |reason: String| Error::Config {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         serde_norway::from_str(&text).map_err(|e| err(e.to_string()))
     }

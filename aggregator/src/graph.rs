@@ -135,8 +135,11 @@ pub fn build(engine: &Engine, q: &GraphQuery) -> Result<Graph, meshfed_query::Qu
         nodes.insert(dst);
     }
     // Callers from outside the mesh carry `source_cluster="unknown"`: a node, not a cluster.
-    let clusters: BTreeSet<String> =
-        nodes.iter().filter(|n| n.cluster != "unknown").map(|n| n.cluster.clone()).collect();
+    let clusters: BTreeSet<String> = nodes
+        .iter()
+        .filter(|n| n.cluster != "unknown")
+        .map(|n| n.cluster.clone())
+        .collect();
     Ok(Graph {
         timestamp: q.at_ms as f64 / 1000.0,
         window: q.window.clone(),
@@ -170,7 +173,15 @@ fn edge_key(l: &Labels) -> (Node, Node) {
         dst_cluster = src_cluster;
     }
     (
-        node(src_cluster, get("source_workload_namespace"), get("source_workload")),
-        node(dst_cluster, get("destination_workload_namespace"), get("destination_workload")),
+        node(
+            src_cluster,
+            get("source_workload_namespace"),
+            get("source_workload"),
+        ),
+        node(
+            dst_cluster,
+            get("destination_workload_namespace"),
+            get("destination_workload"),
+        ),
     )
 }

@@ -45,7 +45,11 @@ impl SelfGauges {
     /// Registers the gauges.
     pub fn register(&self, registry: &mut Registry) {
         registry.register("meshfed_store_series", "Series in the store", self.series.clone());
-        registry.register("meshfed_store_samples", "Samples in the store", self.samples.clone());
+        registry.register(
+            "meshfed_store_samples",
+            "Samples in the store",
+            self.samples.clone(),
+        );
         registry.register(
             "meshfed_relay_clusters_connected",
             "Clusters with at least one connected collector",
@@ -74,8 +78,14 @@ struct GraphParams {
 }
 
 fn split_list(s: Option<String>) -> Vec<String> {
-    s.map(|s| s.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
+    s.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 async fn graph_handler(State(state): State<AppState>, Query(p): Query<GraphParams>) -> Response {
@@ -87,7 +97,11 @@ async fn graph_handler(State(state): State<AppState>, Query(p): Query<GraphParam
         namespaces: split_list(p.namespaces),
     };
     if !q.window.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return error(StatusCode::BAD_REQUEST, "bad_data", format!("invalid window {:?}", q.window));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            format!("invalid window {:?}", q.window),
+        );
     }
     let engine = Arc::clone(&state.engine);
     match tokio::task::spawn_blocking(move || graph::build(&engine, &q)).await {
@@ -98,22 +112,38 @@ async fn graph_handler(State(state): State<AppState>, Query(p): Query<GraphParam
 }
 
 fn error(status: StatusCode, kind: &str, msg: String) -> Response {
-    (status, axum::Json(json!({"status": "error", "errorType": kind, "error": msg}))).into_response()
+    (
+        status,
+        axum::Json(json!({"status": "error", "errorType": kind, "error": msg})),
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
     let stats = state.engine.store().stats();
     state.gauges.series.set(stats.series as i64);
     state.gauges.samples.set(stats.samples as i64);
-    state.gauges.clusters_connected.set(state.ingest.connected_clusters().len() as i64);
+    state
+        .gauges
+        .clusters_connected
+        .set(state.ingest.connected_clusters().len() as i64);
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
     }
-    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -34,8 +34,16 @@ impl StoreIngest {
     /// Registers `meshfed_ingest_*` metrics.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("meshfed_ingest");
-        r.register("samples_appended", "Samples written to the store", self.appended.clone());
-        r.register("samples_refused", "Samples the store refused, by reason", self.refused.clone());
+        r.register(
+            "samples_appended",
+            "Samples written to the store",
+            self.appended.clone(),
+        );
+        r.register(
+            "samples_refused",
+            "Samples the store refused, by reason",
+            self.refused.clone(),
+        );
     }
 
     /// Clusters with at least one open collector session, with the session count.
@@ -54,9 +62,14 @@ impl Ingest for StoreIngest {
         let batch: Vec<_> = samples.iter().map(|&(r, t, v)| (SeriesRef(r), t, v)).collect();
         let stats = self.store.append_batch(&batch);
         self.appended.inc_by(stats.appended);
-        for (reason, n) in [("out_of_order", stats.out_of_order), ("duplicate", stats.duplicate)] {
+        for (reason, n) in [
+            ("out_of_order", stats.out_of_order),
+            ("duplicate", stats.duplicate),
+        ] {
             if n > 0 {
-                self.refused.get_or_create(&vec![("reason".into(), reason.into())]).inc_by(n);
+                self.refused
+                    .get_or_create(&vec![("reason".into(), reason.into())])
+                    .inc_by(n);
             }
         }
         Ok(())

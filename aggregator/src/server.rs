@@ -47,14 +47,19 @@ impl Aggregator {
 
         let bind = |addr: &str| {
             let addr = addr.to_owned();
-            async move { TcpListener::bind(&addr).await.map_err(|source| Error::Listen { addr, source }) }
+            async move {
+                TcpListener::bind(&addr)
+                    .await
+                    .map_err(|source| Error::Listen { addr, source })
+            }
         };
         let relay_listener = bind(&config.relay_listen).await?;
         let http_listener = bind(&config.http_listen).await?;
         let relay_addr = local_addr(&relay_listener, &config.relay_listen)?;
         let http_addr = local_addr(&http_listener, &config.http_listen)?;
 
-        let service = RelayService::new(Arc::clone(&ingest), relay_metrics).into_server(config.max_relay_message_bytes);
+        let service =
+            RelayService::new(Arc::clone(&ingest), relay_metrics).into_server(config.max_relay_message_bytes);
         let stop = shutdown.clone();
         let relay_task = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(relay_listener);
@@ -76,13 +81,22 @@ impl Aggregator {
         let app = router(state);
         let stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
-            let result = axum::serve(http_listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let result = axum::serve(http_listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, "HTTP server failed.");
             }
         });
         info!(relay = %relay_addr, http = %http_addr, "Aggregator listening.");
-        Ok(Self { relay_addr, http_addr, store, engine, ingest, tasks: vec![relay_task, http_task] })
+        Ok(Self {
+            relay_addr,
+            http_addr,
+            store,
+            engine,
+            ingest,
+            tasks: vec![relay_task, http_task],
+        })
     }
 
     /// Waits until both servers have stopped (after the shutdown token fired).
@@ -94,7 +108,10 @@ impl Aggregator {
 }
 
 fn local_addr(l: &TcpListener, addr: &str) -> Result<SocketAddr> {
-    l.local_addr().map_err(|source| Error::Listen { addr: addr.to_owned(), source })
+    l.local_addr().map_err(|source| Error::Listen {
+        addr: addr.to_owned(),
+        source,
+    })
 }
 
 /// Runs the aggregator until `shutdown` fires.

@@ -36,16 +36,27 @@ pub fn run(args: CheckArgs) -> ExitCode {
             let body = match String::from_utf8(body) {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("input is not valid UTF-8 at byte {}", e.utf8_error().valid_up_to());
+                    eprintln!(
+                        "input is not valid UTF-8 at byte {}",
+                        e.utf8_error().valid_up_to()
+                    );
                     return ExitCode::FAILURE;
                 }
             };
-            let format = if openmetrics { Format::OpenMetrics } else { Format::PrometheusText };
+            let format = if openmetrics {
+                Format::OpenMetrics
+            } else {
+                Format::PrometheusText
+            };
             let problems = exposition::check(&body, format);
             for p in &problems {
                 eprintln!("{p}");
             }
-            if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -68,9 +68,15 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     };
     let mesh = LocalMesh::start(options).await?;
     let http = mesh.aggregator.http_addr;
-    println!("meshfed demo: {} clusters, {} pods", mesh.clusters.len(), mesh.sim.targets().len());
+    println!(
+        "meshfed demo: {} clusters, {} pods",
+        mesh.clusters.len(),
+        mesh.sim.targets().len()
+    );
     println!("  Prometheus API (Grafana datasource URL): http://{http}");
-    println!("  example query:      http://{http}/api/v1/query?query=sum%20by%20(source_cluster%2Cdestination_cluster)%20(rate(istio_requests_total%5B1m%5D))");
+    println!(
+        "  example query:      http://{http}/api/v1/query?query=sum%20by%20(source_cluster%2Cdestination_cluster)%20(rate(istio_requests_total%5B1m%5D))"
+    );
     println!("  service graph:      http://{http}/api/v1/graph");
     println!("  self-metrics:       http://{http}/metrics");
     if let Some(c) = mesh.sim.control_addr() {

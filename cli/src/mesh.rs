@@ -53,19 +53,25 @@ pub struct LocalMesh {
 impl LocalMesh {
     /// Starts the simulator, then the aggregator, then one collector per cluster.
     pub async fn start(options: MeshOptions) -> anyhow::Result<Self> {
-        let sim = Simulator::start(options.sim.clone()).await.context("starting the simulator")?;
+        let sim = Simulator::start(options.sim.clone())
+            .await
+            .context("starting the simulator")?;
         let aggregator_stop = CancellationToken::new();
         let config = AggregatorConfig {
             relay_listen: options.relay_listen.clone(),
             http_listen: options.http_listen.clone(),
             ..AggregatorConfig::default()
         };
-        let aggregator =
-            Aggregator::start(&config, aggregator_stop.clone()).await.context("starting the aggregator")?;
+        let aggregator = Aggregator::start(&config, aggregator_stop.clone())
+            .await
+            .context("starting the aggregator")?;
         let mut by_cluster: BTreeMap<String, Vec<StaticTarget>> = BTreeMap::new();
         for t in sim.targets() {
             let labels = BTreeMap::from([("namespace".to_owned(), t.namespace), ("pod".to_owned(), t.pod)]);
-            by_cluster.entry(t.cluster).or_default().push(StaticTarget { url: t.url, labels });
+            by_cluster
+                .entry(t.cluster)
+                .or_default()
+                .push(StaticTarget { url: t.url, labels });
         }
         let relay = format!("http://{}", aggregator.relay_addr);
         let mut collectors = Vec::new();
@@ -73,19 +79,32 @@ impl LocalMesh {
             let config = CollectorConfig {
                 cluster: cluster.clone(),
                 collector_id: format!("{cluster}-collector"),
-                relay: RelayConfig { endpoints: vec![relay.clone()] },
+                relay: RelayConfig {
+                    endpoints: vec![relay.clone()],
+                },
                 scrape: ScrapeConfig {
                     interval_secs: options.scrape_interval_secs,
-                    timeout_ms: options.scrape_timeout_ms.unwrap_or((options.scrape_interval_secs * 800.0) as u64),
+                    timeout_ms: options
+                        .scrape_timeout_ms
+                        .unwrap_or((options.scrape_interval_secs * 800.0) as u64),
                     ..ScrapeConfig::default()
                 },
-                targets: TargetsConfig { static_targets: targets.clone(), ..TargetsConfig::default() },
+                targets: TargetsConfig {
+                    static_targets: targets.clone(),
+                    ..TargetsConfig::default()
+                },
                 listen_addr: None,
             };
             let stop = CancellationToken::new();
             collectors.push((stop.clone(), tokio::spawn(meshfed_collector::run(config, stop))));
         }
-        Ok(Self { sim, aggregator, clusters: by_cluster.into_keys().collect(), collectors, aggregator_stop })
+        Ok(Self {
+            sim,
+            aggregator,
+            clusters: by_cluster.into_keys().collect(),
+            collectors,
+            aggregator_stop,
+        })
     }
 
     /// Stops every collector and waits until each has handed its last scrape to the aggregator

@@ -64,7 +64,9 @@ pub async fn aggregator(args: AggregatorArgs, shutdown: CancellationToken) -> an
     if let Some(a) = args.http_listen {
         config.http_listen = a;
     }
-    meshfed_aggregator::run(config, shutdown).await.context("aggregator")
+    meshfed_aggregator::run(config, shutdown)
+        .await
+        .context("aggregator")
 }
 
 /// `meshfed collector`
@@ -95,7 +97,10 @@ pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyh
     let mut config = match &args.config {
         Some(p) => CollectorConfig::from_file(p)?,
         None => CollectorConfig {
-            cluster: args.cluster.clone().context("--cluster is required without --config")?,
+            cluster: args
+                .cluster
+                .clone()
+                .context("--cluster is required without --config")?,
             collector_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "collector-0".into()),
             relay: RelayConfig::default(),
             scrape: ScrapeConfig::default(),
@@ -116,8 +121,13 @@ pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyh
     if args.listen.is_some() {
         config.listen_addr = args.listen;
     }
-    config.validate().map_err(anyhow::Error::msg).context("collector config")?;
-    meshfed_collector::run(config, shutdown).await.context("collector")
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("collector config")?;
+    meshfed_collector::run(config, shutdown)
+        .await
+        .context("collector")
 }
 
 /// `meshfed sim`

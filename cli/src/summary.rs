@@ -15,7 +15,11 @@ pub struct Summary {
 impl Summary {
     /// A summary for a mesh of `clusters_expected` clusters.
     pub fn new(clusters_expected: usize) -> Self {
-        Self { started: Instant::now(), last: None, clusters_expected }
+        Self {
+            started: Instant::now(),
+            last: None,
+            clusters_expected,
+        }
     }
 
     /// One line describing the aggregator now.
@@ -42,7 +46,12 @@ impl Summary {
                     .iter()
                     .filter(|e| e.error_rate_percent >= 1.0)
                     .max_by(|a, b| a.error_rate_percent.total_cmp(&b.error_rate_percent))
-                    .map(|e| format!(" | worst {} -> {} {:.1}% 5xx", e.source, e.target, e.error_rate_percent))
+                    .map(|e| {
+                        format!(
+                            " | worst {} -> {} {:.1}% 5xx",
+                            e.source, e.target, e.error_rate_percent
+                        )
+                    })
                     .unwrap_or_default();
                 format!("edges {} ({cross} cross-cluster){worst}", g.edges.len())
             }

@@ -54,7 +54,9 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        Self { endpoints: vec!["http://127.0.0.1:7070".into()] }
+        Self {
+            endpoints: vec!["http://127.0.0.1:7070".into()],
+        }
     }
 }
 
@@ -123,7 +125,10 @@ fn default_refresh_secs() -> f64 {
 impl CollectorConfig {
     /// Reads and validates a YAML config file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let err = |reason: String| Error::Config { path: path.display().to_string(), reason };
+        let err = |reason: String| Error::Config {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let config: Self = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
         config.validate().map_err(err)?;
@@ -138,8 +143,11 @@ impl CollectorConfig {
         if self.relay.endpoints.is_empty() {
             return Err("relay.endpoints must name at least one aggregator".into());
         }
-        if !(self.scrape.interval_secs > 0.0) {
-            return Err(format!("scrape.interval_secs must be positive, got {}", self.scrape.interval_secs));
+        if self.scrape.interval_secs.is_nan() || self.scrape.interval_secs <= 0.0 {
+            return Err(format!(
+                "scrape.interval_secs must be positive, got {}",
+                self.scrape.interval_secs
+            ));
         }
         if self.scrape.timeout_ms == 0 {
             return Err("scrape.timeout_ms must be positive".into());

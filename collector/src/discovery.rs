@@ -30,7 +30,10 @@ struct FileGroup {
 
 /// Reads one `file_sd` file.
 pub fn read_target_file(path: &Path, scrape: &ScrapeConfig) -> Result<Vec<Target>> {
-    let err = |reason: String| Error::TargetFile { path: path.display().to_string(), reason };
+    let err = |reason: String| Error::TargetFile {
+        path: path.display().to_string(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     let groups: Vec<FileGroup> = if is_yaml {
@@ -48,14 +51,24 @@ pub fn read_target_file(path: &Path, scrape: &ScrapeConfig) -> Result<Vec<Target
 }
 
 /// Builds a target from a `host:port` address and discovered labels.
-pub fn target_from_address(address: &str, labels: &BTreeMap<String, String>, scrape: &ScrapeConfig) -> Target {
+pub fn target_from_address(
+    address: &str,
+    labels: &BTreeMap<String, String>,
+    scrape: &ScrapeConfig,
+) -> Target {
     let scheme = labels.get("__scheme__").map_or("http", String::as_str);
     let path = labels.get("__metrics_path__").map_or("/metrics", String::as_str);
-    let mut out: BTreeMap<String, String> =
-        labels.iter().filter(|(k, _)| !k.starts_with("__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut out: BTreeMap<String, String> = labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     out.entry("instance".into()).or_insert_with(|| address.to_owned());
     out.entry("job".into()).or_insert_with(|| scrape.job.clone());
-    Target { url: format!("{scheme}://{address}{path}"), labels: out }
+    Target {
+        url: format!("{scheme}://{address}{path}"),
+        labels: out,
+    }
 }
 
 /// All targets the config names right now: static ones plus the contents of every target file.
@@ -66,10 +79,20 @@ pub fn discover(targets: &TargetsConfig, scrape: &ScrapeConfig) -> (Vec<Target>,
         .iter()
         .map(|t| {
             let mut labels = t.labels.clone();
-            let instance = t.url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(&t.url);
-            labels.entry("instance".into()).or_insert_with(|| instance.to_owned());
+            let instance = t
+                .url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or(&t.url);
+            labels
+                .entry("instance".into())
+                .or_insert_with(|| instance.to_owned());
             labels.entry("job".into()).or_insert_with(|| scrape.job.clone());
-            Target { url: t.url.clone(), labels }
+            Target {
+                url: t.url.clone(),
+                labels,
+            }
         })
         .collect();
     let mut errors = Vec::new();
@@ -109,7 +132,10 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_an_error_not_a_panic() {
-        let cfg = TargetsConfig { files: vec!["/nonexistent/x.json".into()], ..Default::default() };
+        let cfg = TargetsConfig {
+            files: vec!["/nonexistent/x.json".into()],
+            ..Default::default()
+        };
         let (targets, errors) = discover(&cfg, &ScrapeConfig::default());
         assert!(targets.is_empty());
         assert!(errors[0].to_string().contains("/nonexistent/x.json"));

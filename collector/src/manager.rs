@@ -35,7 +35,14 @@ impl ScrapeManager {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap_or_default();
-        Self { client, config, cluster, relay, metrics, loops: HashMap::new() }
+        Self {
+            client,
+            config,
+            cluster,
+            relay,
+            metrics,
+            loops: HashMap::new(),
+        }
     }
 
     /// Starts loops for new targets and stops loops whose target is gone (their series are marked
@@ -55,7 +62,8 @@ impl ScrapeManager {
             if !self.loops.contains_key(t) {
                 let stop = CancellationToken::new();
                 let removed = Arc::new(AtomicBool::new(false));
-                let scraper = Scraper::new(self.client.clone(), t.clone(), self.config.clone(), &self.cluster);
+                let scraper =
+                    Scraper::new(self.client.clone(), t.clone(), self.config.clone(), &self.cluster);
                 let l = ScrapeLoop {
                     scraper,
                     interval: Duration::from_secs_f64(self.config.interval_secs),
@@ -64,7 +72,14 @@ impl ScrapeManager {
                 };
                 let span = info_span!("scrape", target = %t.url);
                 let handle = tokio::spawn(l.run(stop.clone(), Arc::clone(&removed)).instrument(span));
-                self.loops.insert(t.clone(), RunningLoop { stop, removed, handle });
+                self.loops.insert(
+                    t.clone(),
+                    RunningLoop {
+                        stop,
+                        removed,
+                        handle,
+                    },
+                );
             }
         }
         self.metrics.targets.set(self.loops.len() as i64);
@@ -122,7 +137,8 @@ impl ScrapeLoop {
             if let Some(e) = &out.error {
                 warn!(target = %self.scraper.target().url, error = %e, "Scrape failed.");
             }
-            self.metrics.scrape_done(out.error.as_ref().map(|e| e.reason()), out.scraped);
+            self.metrics
+                .scrape_done(out.error.as_ref().map(|e| e.reason()), out.scraped);
             self.forward(out.samples).await;
         }
         if removed.load(Ordering::Relaxed) {
@@ -144,6 +160,7 @@ impl ScrapeLoop {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
-

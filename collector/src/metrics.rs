@@ -32,19 +32,43 @@ impl CollectorMetrics {
         let r = registry.sub_registry_with_prefix("meshfed_collector");
         r.register("targets", "Targets currently scraped", self.targets.clone());
         r.register("scrapes", "Scrapes by result", self.scrapes.clone());
-        r.register("scrape_errors", "Failed scrapes by reason", self.scrape_errors.clone());
-        r.register("samples_scraped", "Samples exposed by targets", self.samples_scraped.clone());
-        r.register("samples_forwarded", "Samples handed to the relay", self.samples_forwarded.clone());
-        r.register("samples_dropped", "Samples dropped after the relay stopped", self.samples_dropped.clone());
-        r.register("discovery_errors", "Target files that could not be read", self.discovery_errors.clone());
+        r.register(
+            "scrape_errors",
+            "Failed scrapes by reason",
+            self.scrape_errors.clone(),
+        );
+        r.register(
+            "samples_scraped",
+            "Samples exposed by targets",
+            self.samples_scraped.clone(),
+        );
+        r.register(
+            "samples_forwarded",
+            "Samples handed to the relay",
+            self.samples_forwarded.clone(),
+        );
+        r.register(
+            "samples_dropped",
+            "Samples dropped after the relay stopped",
+            self.samples_dropped.clone(),
+        );
+        r.register(
+            "discovery_errors",
+            "Target files that could not be read",
+            self.discovery_errors.clone(),
+        );
     }
 
     /// Counts one scrape's outcome.
     pub fn scrape_done(&self, error: Option<&'static str>, scraped: usize) {
         let result = if error.is_some() { "failure" } else { "success" };
-        self.scrapes.get_or_create(&vec![("result".into(), result.into())]).inc();
+        self.scrapes
+            .get_or_create(&vec![("result".into(), result.into())])
+            .inc();
         if let Some(reason) = error {
-            self.scrape_errors.get_or_create(&vec![("reason".into(), reason.into())]).inc();
+            self.scrape_errors
+                .get_or_create(&vec![("reason".into(), reason.into())])
+                .inc();
         }
         self.samples_scraped.inc_by(scraped as u64);
     }

@@ -46,7 +46,12 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     }
 
     info!(cluster = %config.cluster, "Collector started.");
-    let mut manager = ScrapeManager::new(config.scrape.clone(), config.cluster.clone(), relay.clone(), metrics.clone());
+    let mut manager = ScrapeManager::new(
+        config.scrape.clone(),
+        config.cluster.clone(),
+        relay.clone(),
+        metrics.clone(),
+    );
     let mut refresh = tokio::time::interval(Duration::from_secs_f64(config.targets.refresh_secs.max(0.1)));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known = Vec::new();
@@ -80,7 +85,10 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
 async fn serve_http(addr: &str, registry: Arc<Registry>, shutdown: CancellationToken) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Listen { addr: addr.to_owned(), source })?;
+        .map_err(|source| Error::Listen {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let app = Router::new()
         .route(
             "/metrics",
@@ -89,14 +97,22 @@ async fn serve_http(addr: &str, registry: Arc<Registry>, shutdown: CancellationT
                 async move {
                     let mut body = String::new();
                     let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
-                    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
                 }
             }),
         )
         .route("/-/healthy", get(|| async { "OK" }))
         .route("/-/ready", get(|| async { "OK" }));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
     });
     Ok(())
 }

@@ -87,8 +87,11 @@ pub struct Scraper {
 impl Scraper {
     /// State for `target`; `cluster` is stamped on every series.
     pub fn new(client: reqwest::Client, target: Target, config: ScrapeConfig, cluster: &str) -> Self {
-        let mut target_labels: Vec<(String, String)> =
-            target.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut target_labels: Vec<(String, String)> = target
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         target_labels.retain(|(k, _)| k != "cluster");
         target_labels.push(("cluster".into(), cluster.to_owned()));
         let synth = |name: &str| {
@@ -105,7 +108,15 @@ impl Scraper {
             synth("scrape_samples_scraped"),
             synth("scrape_series_added"),
         ];
-        Self { client, target, config, target_labels, cache: HashMap::new(), previous: HashSet::new(), synthetic }
+        Self {
+            client,
+            target,
+            config,
+            target_labels,
+            cache: HashMap::new(),
+            previous: HashSet::new(),
+            synthetic,
+        }
     }
 
     /// The target being scraped.
@@ -125,7 +136,14 @@ impl Scraper {
         let mut current = HashSet::with_capacity(self.previous.len());
         let mut added = 0usize;
         let result = fetched.and_then(|(body, format)| {
-            self.convert(&body, format, timestamp_ms, &mut samples, &mut current, &mut added)
+            self.convert(
+                &body,
+                format,
+                timestamp_ms,
+                &mut samples,
+                &mut current,
+                &mut added,
+            )
         });
         let duration = started.elapsed();
         let (scraped, error) = match result {
@@ -139,16 +157,29 @@ impl Scraper {
         };
         // Series gone since the last successful scrape (all of them when this one failed).
         for gone in self.previous.difference(&current) {
-            samples.push(OutgoingSample { labels: Arc::clone(gone), timestamp_ms, value: stale_nan() });
+            samples.push(OutgoingSample {
+                labels: Arc::clone(gone),
+                timestamp_ms,
+                value: stale_nan(),
+            });
         }
         self.cache.retain(|_, v| current.contains(v));
         self.previous = current;
         let up = if error.is_none() { 1.0 } else { 0.0 };
         let synth = [up, duration.as_secs_f64(), scraped as f64, added as f64];
         for (labels, value) in self.synthetic.iter().zip(synth) {
-            samples.push(OutgoingSample { labels: Arc::clone(labels), timestamp_ms, value });
+            samples.push(OutgoingSample {
+                labels: Arc::clone(labels),
+                timestamp_ms,
+                value,
+            });
         }
-        ScrapeOutput { samples, scraped, error, duration }
+        ScrapeOutput {
+            samples,
+            scraped,
+            error,
+            duration,
+        }
     }
 
     /// Staleness markers for every series of the last scrape, for a target that went away.
@@ -156,7 +187,11 @@ impl Scraper {
         self.cache.clear();
         std::mem::take(&mut self.previous)
             .into_iter()
-            .map(|labels| OutgoingSample { labels, timestamp_ms, value: stale_nan() })
+            .map(|labels| OutgoingSample {
+                labels,
+                timestamp_ms,
+                value: stale_nan(),
+            })
             .collect()
     }
 
@@ -165,7 +200,10 @@ impl Scraper {
             .client
             .get(&self.target.url)
             .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
-            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", self.config.timeout_ms as f64 / 1000.0))
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", self.config.timeout_ms as f64 / 1000.0),
+            )
             .send()
             .await
             .map_err(|e| ScrapeError::Http(e.to_string()))?;
@@ -222,7 +260,11 @@ impl Scraper {
                     *added += 1;
                 }
                 current.insert(Arc::clone(&labels));
-                out.push(OutgoingSample { labels, timestamp_ms: s.timestamp_ms.unwrap_or(timestamp_ms), value: s.value });
+                out.push(OutgoingSample {
+                    labels,
+                    timestamp_ms: s.timestamp_ms.unwrap_or(timestamp_ms),
+                    value: s.value,
+                });
             }
         }
         Ok(total)
@@ -233,10 +275,8 @@ impl Scraper {
     fn with_target_labels(&self, exposed: &Labels) -> Labels {
         let mut b = exposed.to_builder();
         for (k, v) in &self.target_labels {
-            if let Some(old) = exposed.get(k) {
-                if old != v {
-                    b.set(format!("exported_{k}"), old);
-                }
+            if let Some(old) = exposed.get(k).filter(|old| *old != v) {
+                b.set(format!("exported_{k}"), old);
             }
             b.set(k.as_str(), v.as_str());
         }

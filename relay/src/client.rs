@@ -84,7 +84,13 @@ impl RelayClient {
         let (tx, rx) = mpsc::channel(options.max_queued_batches.max(1));
         let stats = Arc::new(RelayClientStats::default());
         let span = info_span!("relay_client", cluster = %options.cluster);
-        let worker = Worker { options, rx, stats: Arc::clone(&stats), unacked: VecDeque::new(), shutdown };
+        let worker = Worker {
+            options,
+            rx,
+            stats: Arc::clone(&stats),
+            unacked: VecDeque::new(),
+            shutdown,
+        };
         let handle = tokio::spawn(worker.run().instrument(span));
         (RelayClient { tx, stats }, handle)
     }
@@ -133,7 +139,11 @@ impl Worker {
                 return;
             }
             endpoint += 1;
-            let delay = backoff(attempt, self.options.initial_backoff_ms, self.options.max_backoff_ms);
+            let delay = backoff(
+                attempt,
+                self.options.initial_backoff_ms,
+                self.options.max_backoff_ms,
+            );
             attempt = attempt.saturating_add(1);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -162,7 +172,9 @@ impl Worker {
         let _ = up.send(msg(collector_message::Kind::Hello(hello))).await;
         let mut down = client.session(ReceiverStream::new(up_rx)).await?.into_inner();
         match down.message().await? {
-            Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Welcome(w)) }) => {
+            Some(proto::AggregatorMessage {
+                kind: Some(aggregator_message::Kind::Welcome(w)),
+            }) => {
                 info!(aggregator = %addr, cluster = %w.cluster, "Relay connected.");
             }
             _ => return Err(Error::Rejected("no welcome".into())),
@@ -236,15 +248,18 @@ impl Worker {
         }
         while !self.unacked.is_empty() {
             match tokio::time::timeout_at(deadline, down.message()).await {
-                Ok(Ok(Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Ack(ack)) }))) => {
-                    self.acknowledge(ack.sequence)
-                }
+                Ok(Ok(Some(proto::AggregatorMessage {
+                    kind: Some(aggregator_message::Kind::Ack(ack)),
+                }))) => self.acknowledge(ack.sequence),
                 Ok(Ok(Some(_))) => {}
                 _ => break,
             }
         }
         if !self.unacked.is_empty() {
-            warn!(batches = self.unacked.len(), "Shut down with unacknowledged batches.");
+            warn!(
+                batches = self.unacked.len(),
+                "Shut down with unacknowledged batches."
+            );
         }
         Ok(Finished::Shutdown)
     }
@@ -253,7 +268,9 @@ impl Worker {
         while self.unacked.front().is_some_and(|(seq, _)| *seq <= sequence) {
             if let Some((_, samples)) = self.unacked.pop_front() {
                 self.stats.batches_acked.fetch_add(1, Ordering::Relaxed);
-                self.stats.samples_acked.fetch_add(samples.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .samples_acked
+                    .fetch_add(samples.len() as u64, Ordering::Relaxed);
             }
         }
     }
@@ -270,7 +287,10 @@ fn msg(kind: collector_message::Kind) -> CollectorMessage {
 
 /// Exponential backoff with full jitter in the upper half: `[d/2, d]` where `d = initial·2^attempt`.
 fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
-    let d = initial_ms.saturating_mul(1u64 << attempt.min(20)).min(max_ms).max(1);
+    let d = initial_ms
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms)
+        .max(1);
     Duration::from_millis(rand::rng().random_range(d / 2..=d))
 }
 

@@ -20,7 +20,10 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// A decoder for a stream whose identity is `cluster`.
     pub fn new(cluster: impl Into<String>) -> Self {
-        Self { cluster: cluster.into(), refs: HashMap::new() }
+        Self {
+            cluster: cluster.into(),
+            refs: HashMap::new(),
+        }
     }
 
     /// The stream's cluster.
@@ -43,7 +46,12 @@ impl StreamDecoder {
         let seq = batch.sequence;
         let (n, t, v) = (batch.refs.len(), batch.timestamps_ms.len(), batch.values.len());
         if n != t || n != v {
-            return Err(Error::RaggedColumns { sequence: seq, refs: n, timestamps: t, values: v });
+            return Err(Error::RaggedColumns {
+                sequence: seq,
+                refs: n,
+                timestamps: t,
+                values: v,
+            });
         }
         for def in &batch.new_series {
             let labels = self.series_labels(seq, def)?;
@@ -53,14 +61,21 @@ impl StreamDecoder {
         out.reserve(n);
         for i in 0..n {
             let r = batch.refs[i];
-            let id = *self.refs.get(&r).ok_or(Error::UnknownRef { sequence: seq, series_ref: r })?;
+            let id = *self.refs.get(&r).ok_or(Error::UnknownRef {
+                sequence: seq,
+                series_ref: r,
+            })?;
             out.push((id, batch.timestamps_ms[i], batch.values[i]));
         }
         Ok(())
     }
 
     fn series_labels(&self, sequence: u64, def: &SeriesDefinition) -> Result<Labels> {
-        let invalid = |reason| Error::InvalidSeries { sequence, series_ref: def.r#ref, reason };
+        let invalid = |reason| Error::InvalidSeries {
+            sequence,
+            series_ref: def.r#ref,
+            reason,
+        };
         let mut b = LabelsBuilder::with_capacity(def.labels.len() + 1);
         let mut prev: Option<&str> = None;
         for l in &def.labels {
@@ -95,7 +110,11 @@ mod tests {
     use std::sync::Arc;
 
     fn out(labels: &[(&str, &str)], v: f64) -> OutgoingSample {
-        OutgoingSample { labels: Arc::new(Labels::from_pairs(labels.iter().copied())), timestamp_ms: 5, value: v }
+        OutgoingSample {
+            labels: Arc::new(Labels::from_pairs(labels.iter().copied())),
+            timestamp_ms: 5,
+            value: v,
+        }
     }
 
     #[test]
@@ -135,9 +154,27 @@ mod tests {
     #[test]
     fn unknown_ref_and_ragged_columns_refused() {
         let mut dec = StreamDecoder::new("c");
-        let batch = SampleBatch { sequence: 1, refs: vec![9], timestamps_ms: vec![1], values: vec![1.0], ..Default::default() };
-        assert_eq!(dec.decode(&batch, |_| 1, &mut Vec::new()).unwrap_err().reason(), "unknown_ref");
-        let batch = SampleBatch { sequence: 2, refs: vec![9], timestamps_ms: vec![], values: vec![1.0], ..Default::default() };
-        assert_eq!(dec.decode(&batch, |_| 1, &mut Vec::new()).unwrap_err().reason(), "ragged_columns");
+        let batch = SampleBatch {
+            sequence: 1,
+            refs: vec![9],
+            timestamps_ms: vec![1],
+            values: vec![1.0],
+            ..Default::default()
+        };
+        assert_eq!(
+            dec.decode(&batch, |_| 1, &mut Vec::new()).unwrap_err().reason(),
+            "unknown_ref"
+        );
+        let batch = SampleBatch {
+            sequence: 2,
+            refs: vec![9],
+            timestamps_ms: vec![],
+            values: vec![1.0],
+            ..Default::default()
+        };
+        assert_eq!(
+            dec.decode(&batch, |_| 1, &mut Vec::new()).unwrap_err().reason(),
+            "ragged_columns"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub struct StreamEncoder {
 impl StreamEncoder {
     /// A fresh dictionary for a new stream.
     pub fn new() -> Self {
-        Self { refs: HashMap::new(), next_sequence: 1 }
+        Self {
+            refs: HashMap::new(),
+            next_sequence: 1,
+        }
     }
 
     /// Number of series defined on this stream.
@@ -55,7 +58,10 @@ impl StreamEncoder {
                     labels: s
                         .labels
                         .iter()
-                        .map(|l| proto::Label { name: l.name.clone(), value: l.value.clone() })
+                        .map(|l| proto::Label {
+                            name: l.name.clone(),
+                            value: l.value.clone(),
+                        })
                         .collect(),
                 });
                 next

@@ -24,7 +24,9 @@ pub enum Error {
         collector_id: String,
     },
     /// A batch's sample columns differ in length.
-    #[error("batch {sequence}: column lengths differ (refs {refs}, timestamps {timestamps}, values {values})")]
+    #[error(
+        "batch {sequence}: column lengths differ (refs {refs}, timestamps {timestamps}, values {values})"
+    )]
     RaggedColumns {
         /// Batch sequence number.
         sequence: u64,

@@ -45,15 +45,33 @@ impl RelayServerMetrics {
     /// Registers the metrics under `meshfed_relay_*`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("meshfed_relay");
-        r.register("sessions_active", "Collector sessions currently open", self.sessions_active.clone());
+        r.register(
+            "sessions_active",
+            "Collector sessions currently open",
+            self.sessions_active.clone(),
+        );
         r.register("sessions", "Collector sessions opened", self.sessions.clone());
-        r.register("batches_received", "Sample batches stored, by cluster", self.batches.clone());
-        r.register("samples_received", "Samples stored, by cluster", self.samples.clone());
-        r.register("rejected", "Sessions or batches refused, by reason", self.rejected.clone());
+        r.register(
+            "batches_received",
+            "Sample batches stored, by cluster",
+            self.batches.clone(),
+        );
+        r.register(
+            "samples_received",
+            "Samples stored, by cluster",
+            self.samples.clone(),
+        );
+        r.register(
+            "rejected",
+            "Sessions or batches refused, by reason",
+            self.rejected.clone(),
+        );
     }
 
     fn reject(&self, reason: &'static str) {
-        self.rejected.get_or_create(&vec![("reason".to_owned(), reason.to_owned())]).inc();
+        self.rejected
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
     }
 }
 
@@ -87,7 +105,9 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
     ) -> std::result::Result<Response<Self::SessionStream>, Status> {
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
-            Some(Ok(CollectorMessage { kind: Some(collector_message::Kind::Hello(h)) })) => h,
+            Some(Ok(CollectorMessage {
+                kind: Some(collector_message::Kind::Hello(h)),
+            })) => h,
             Some(Err(status)) => return Err(status),
             _ => {
                 self.metrics.reject(Error::MissingHello.reason());
@@ -121,10 +141,15 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
 
 fn validate_hello(hello: &proto::Hello) -> Result<()> {
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(Error::UnsupportedVersion { got: hello.protocol_version, supported: PROTOCOL_VERSION });
+        return Err(Error::UnsupportedVersion {
+            got: hello.protocol_version,
+            supported: PROTOCOL_VERSION,
+        });
     }
     if hello.cluster.is_empty() {
-        return Err(Error::MissingCluster { collector_id: hello.collector_id.clone() });
+        return Err(Error::MissingCluster {
+            collector_id: hello.collector_id.clone(),
+        });
     }
     Ok(())
 }
@@ -145,19 +170,30 @@ impl<I: Ingest> Session<I> {
         self.metrics.sessions_active.inc();
         self.ingest.session_opened(&cluster, &self.collector_id);
         let labels = vec![("cluster".to_owned(), cluster.clone())];
-        let (batches, samples) = (self.metrics.batches.get_or_create(&labels).clone(), self.metrics.samples.get_or_create(&labels).clone());
+        let (batches, samples) = (
+            self.metrics.batches.get_or_create(&labels).clone(),
+            self.metrics.samples.get_or_create(&labels).clone(),
+        );
         let mut resolved = Vec::new();
         let outcome: Result<()> = async {
             while let Some(msg) = inbound.next().await {
                 match msg?.kind {
                     Some(collector_message::Kind::Batch(batch)) => {
                         let ingest = &self.ingest;
-                        self.decoder.decode(&batch, |l| ingest.register_series(l), &mut resolved)?;
+                        self.decoder
+                            .decode(&batch, |l| ingest.register_series(l), &mut resolved)?;
                         self.ingest.append(&cluster, &resolved).map_err(Error::Ingest)?;
                         batches.inc();
                         samples.inc_by(resolved.len() as u64);
-                        let ack = aggregator_message::Kind::Ack(proto::BatchAck { sequence: batch.sequence });
-                        if self.tx.send(Ok(AggregatorMessage { kind: Some(ack) })).await.is_err() {
+                        let ack = aggregator_message::Kind::Ack(proto::BatchAck {
+                            sequence: batch.sequence,
+                        });
+                        if self
+                            .tx
+                            .send(Ok(AggregatorMessage { kind: Some(ack) }))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }

@@ -325,7 +325,7 @@ impl Topology {
         for _ in 0..cfg.pods_per_workload {
             let name = loop {
                 let name = format!("{}-{}-{}", w.name, rs_hash, random_suffix(rng, 5));
-                if !self.pods.iter().any(|p| p.name == name) {
+                if !self.pod_index.contains_key(&name) {
                     break name;
                 }
             };
@@ -335,6 +335,7 @@ impl Topology {
                 rng.random_range(0..=255u8),
                 rng.random_range(2..=254u8)
             );
+            self.pod_index.insert(name.clone(), self.pods.len());
             pods.push(self.pods.len());
             self.pods.push(Pod {
                 name,

@@ -67,10 +67,23 @@ impl SteppedMesh {
                 ("instance".to_owned(), t.address.clone()),
                 ("job".to_owned(), "envoy-stats".to_owned()),
             ]);
-            let target = Target { url: t.url.clone(), labels };
-            scrapers.push((idx, Scraper::new(http.clone(), target, ScrapeConfig::default(), &t.cluster)));
+            let target = Target {
+                url: t.url.clone(),
+                labels,
+            };
+            scrapers.push((
+                idx,
+                Scraper::new(http.clone(), target, ScrapeConfig::default(), &t.cluster),
+            ));
         }
-        Ok(Self { sim, clock, aggregator, scrapers, relays, stop })
+        Ok(Self {
+            sim,
+            clock,
+            aggregator,
+            scrapers,
+            relays,
+            stop,
+        })
     }
 
     /// Unix milliseconds of simulated time `at_ms`.
@@ -126,7 +139,11 @@ impl SteppedMesh {
 }
 
 /// GETs `path` from the aggregator's HTTP API and returns the parsed JSON.
-pub async fn get_json(addr: std::net::SocketAddr, path: &str, params: &[(&str, &str)]) -> anyhow::Result<serde_json::Value> {
+pub async fn get_json(
+    addr: std::net::SocketAddr,
+    path: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<serde_json::Value> {
     let url = reqwest::Url::parse_with_params(&format!("http://{addr}{path}"), params)?;
     let body = reqwest::get(url).await?.text().await?;
     Ok(serde_json::from_str(&body)?)
@@ -135,15 +152,23 @@ pub async fn get_json(addr: std::net::SocketAddr, path: &str, params: &[(&str, &
 /// `(labels as a map, value)` pairs of a Prometheus API vector response.
 pub fn vector_of(resp: &serde_json::Value) -> anyhow::Result<Vec<(BTreeMap<String, String>, f64)>> {
     anyhow::ensure!(resp["status"] == "success", "query failed: {resp}");
-    let result = resp["data"]["result"].as_array().ok_or_else(|| anyhow::anyhow!("no result in {resp}"))?;
+    let result = resp["data"]["result"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("no result in {resp}"))?;
     result
         .iter()
         .map(|r| {
             let metric = r["metric"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let v = r["value"][1].as_str().ok_or_else(|| anyhow::anyhow!("value is not a string: {r}"))?;
+            let v = r["value"][1]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("value is not a string: {r}"))?;
             Ok((metric, v.parse::<f64>()?))
         })
         .collect()
@@ -161,6 +186,9 @@ pub fn peer_program(env_var: &str, default: &str) -> String {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(runs, "{program} is not available (set {env_var}); scripts/test installs it");
+    assert!(
+        runs,
+        "{program} is not available (set {env_var}); scripts/test installs it"
+    );
     program
 }

@@ -12,7 +12,12 @@ use meshfed_tests::{get_json, vector_of};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_totals_equal_what_the_simulator_served() {
     let options = MeshOptions {
-        sim: SimConfig { record_scrapes: 8, control_listen: None, scenario: Some(Vec::new()), ..SimConfig::default() },
+        sim: SimConfig {
+            record_scrapes: 8,
+            control_listen: None,
+            scenario: Some(Vec::new()),
+            ..SimConfig::default()
+        },
         scrape_interval_secs: 1.0,
         // Generous, so a loaded test machine does not fail a scrape the simulator counted as served.
         scrape_timeout_ms: Some(5_000),
@@ -23,7 +28,9 @@ async fn stored_totals_equal_what_the_simulator_served() {
     // Let every pod be scraped a few times.
     for _ in 0..150 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let done = pods.iter().all(|p| mesh.sim.served_scrapes(p).is_ok_and(|s| s.len() >= 3));
+        let done = pods
+            .iter()
+            .all(|p| mesh.sim.served_scrapes(p).is_ok_and(|s| s.len() >= 3));
         if done {
             break;
         }
@@ -39,7 +46,9 @@ async fn stored_totals_equal_what_the_simulator_served() {
         let last = scrapes.last().expect("a scrape");
         last_served = last_served.max(last.unix_ms);
         for (labels, v) in &last.samples {
-            if labels.metric_name() == Some("istio_requests_total") && labels.get("reporter") == Some("destination") {
+            if labels.metric_name() == Some("istio_requests_total")
+                && labels.get("reporter") == Some("destination")
+            {
                 let key = (
                     labels.get("source_cluster").unwrap_or_default().to_owned(),
                     labels.get("destination_cluster").unwrap_or_default().to_owned(),
@@ -54,14 +63,23 @@ async fn stored_totals_equal_what_the_simulator_served() {
     // evaluate just after the last scrape.
     let time = format!("{:.3}", (last_served + 1_000) as f64 / 1000.0);
     // Every scrape succeeded (a failed one would leave staleness markers instead of values).
-    let up = get_json(mesh.aggregator.http_addr, "/api/v1/query", &[("query", "sum(up)"), ("time", &time)])
-        .await
-        .expect("up");
+    let up = get_json(
+        mesh.aggregator.http_addr,
+        "/api/v1/query",
+        &[("query", "sum(up)"), ("time", &time)],
+    )
+    .await
+    .expect("up");
     assert_eq!(vector_of(&up).expect("vector")[0].1, pods.len() as f64);
-    let query = r#"sum by (source_cluster, destination_cluster) (istio_requests_total{reporter="destination"})"#;
-    let resp = get_json(mesh.aggregator.http_addr, "/api/v1/query", &[("query", query), ("time", &time)])
-        .await
-        .expect("query");
+    let query =
+        r#"sum by (source_cluster, destination_cluster) (istio_requests_total{reporter="destination"})"#;
+    let resp = get_json(
+        mesh.aggregator.http_addr,
+        "/api/v1/query",
+        &[("query", query), ("time", &time)],
+    )
+    .await
+    .expect("query");
     let got: BTreeMap<(String, String), f64> = vector_of(&resp)
         .expect("vector")
         .into_iter()
@@ -70,10 +88,17 @@ async fn stored_totals_equal_what_the_simulator_served() {
     assert_eq!(got, want);
 
     // The graph spans all three clusters with cross-cluster edges.
-    let graph = get_json(mesh.aggregator.http_addr, "/api/v1/graph", &[("time", &time), ("window", "1m")])
-        .await
-        .expect("graph");
-    assert_eq!(graph["data"]["clusters"], serde_json::json!(["cluster-1", "cluster-2", "cluster-3"]));
+    let graph = get_json(
+        mesh.aggregator.http_addr,
+        "/api/v1/graph",
+        &[("time", &time), ("window", "1m")],
+    )
+    .await
+    .expect("graph");
+    assert_eq!(
+        graph["data"]["clusters"],
+        serde_json::json!(["cluster-1", "cluster-2", "cluster-3"])
+    );
     let edges = graph["data"]["edges"].as_array().expect("edges");
     assert!(edges.iter().any(|e| e["cross_cluster"] == true), "{graph}");
     mesh.shutdown().await;

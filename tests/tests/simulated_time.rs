@@ -48,7 +48,11 @@ async fn cluster_pair_rates_match_configured_rates_within_one_percent() {
         let want = truth.get(&key).copied().unwrap_or(0.0);
         assert!(want > 0.0, "unexpected pair {key:?} with rate {rate}");
         let rel = (rate - want).abs() / want;
-        assert!(rel < 0.01, "{key:?}: got {rate}, configured {want} ({:.3}% off)", rel * 100.0);
+        assert!(
+            rel < 0.01,
+            "{key:?}: got {rate}, configured {want} ({:.3}% off)",
+            rel * 100.0
+        );
         if key.0 != key.1 {
             cross += 1;
         }
@@ -81,14 +85,38 @@ async fn error_fault_shows_in_graph_edge_error_rate() {
         namespaces: Vec::new(),
     };
     let g = graph::build(&mesh.aggregator.engine, &q).expect("graph");
-    let into_faulty: Vec<_> = g.edges.iter().filter(|e| e.target.starts_with("cluster-1/") && e.target.ends_with("/web-api")).collect();
-    assert!(!into_faulty.is_empty(), "edges into cluster-1 web-api: {:?}", g.edges);
+    let into_faulty: Vec<_> = g
+        .edges
+        .iter()
+        .filter(|e| e.target.starts_with("cluster-1/") && e.target.ends_with("/web-api"))
+        .collect();
+    assert!(
+        !into_faulty.is_empty(),
+        "edges into cluster-1 web-api: {:?}",
+        g.edges
+    );
     for e in &into_faulty {
-        assert!((e.error_rate_percent - 30.0).abs() <= 2.0, "{} -> {}: {}%", e.source, e.target, e.error_rate_percent);
+        assert!(
+            (e.error_rate_percent - 30.0).abs() <= 2.0,
+            "{} -> {}: {}%",
+            e.source,
+            e.target,
+            e.error_rate_percent
+        );
     }
     // The healthy replica in cluster-2 is unaffected.
-    for e in g.edges.iter().filter(|e| e.target.starts_with("cluster-2/") && e.target.ends_with("/web-api")) {
-        assert!(e.error_rate_percent < 1.0, "{} -> {}: {}%", e.source, e.target, e.error_rate_percent);
+    for e in g
+        .edges
+        .iter()
+        .filter(|e| e.target.starts_with("cluster-2/") && e.target.ends_with("/web-api"))
+    {
+        assert!(
+            e.error_rate_percent < 1.0,
+            "{} -> {}: {}%",
+            e.source,
+            e.target,
+            e.error_rate_percent
+        );
     }
     assert_eq!(g.clusters, ["cluster-1", "cluster-2", "cluster-3"]);
     assert!(g.edges.iter().any(|e| e.cross_cluster));
@@ -106,23 +134,38 @@ async fn pod_restart_does_not_make_rates_negative_or_spike() {
         .expect("a web-api pod in cluster-1")
         .pod;
     mesh.sim
-        .inject(FaultRequest { fault: Fault::PodRestart { pod: pod.clone() }, delay_secs: 82.0, duration_secs: None })
+        .inject(FaultRequest {
+            fault: Fault::PodRestart { pod: pod.clone() },
+            delay_secs: 82.0,
+            duration_secs: None,
+        })
         .expect("inject");
     run_until(&mut mesh, 0, 180_000).await;
-    let truth = mesh.sim.mesh().configured_rate(|e| e.destination_cluster == "cluster-1" && e.destination_workload == "web-api");
+    let truth = mesh
+        .sim
+        .mesh()
+        .configured_rate(|e| e.destination_cluster == "cluster-1" && e.destination_workload == "web-api");
     let q = r#"sum(rate(istio_requests_total{reporter="destination",destination_cluster="cluster-1",destination_workload="web-api"}[1m]))"#;
     let per_series = format!(r#"rate(istio_requests_total{{pod="{pod}"}}[1m])"#);
     let mut t = 70_000;
     while t <= 180_000 {
         let got = mesh.query(q, t).expect("query");
         let rate = got[0].1;
-        assert!(rate >= 0.9 * truth && rate <= 1.02 * truth, "at {t}: rate {rate}, configured {truth}");
+        assert!(
+            rate >= 0.9 * truth && rate <= 1.02 * truth,
+            "at {t}: rate {rate}, configured {truth}"
+        );
         for (labels, r) in mesh.query(&per_series, t).expect("query") {
             assert!(r >= 0.0, "negative rate {r} for {labels} at {t}");
         }
         t += STEP_MS;
     }
-    let resets = mesh.query(&format!(r#"max(resets(istio_requests_total{{pod="{pod}"}}[3m]))"#), 180_000).expect("resets");
+    let resets = mesh
+        .query(
+            &format!(r#"max(resets(istio_requests_total{{pod="{pod}"}}[3m]))"#),
+            180_000,
+        )
+        .expect("resets");
     assert_eq!(resets[0].1, 1.0, "the restart is visible as one counter reset");
     mesh.shutdown().await;
 }

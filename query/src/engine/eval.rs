@@ -160,6 +160,11 @@ impl<'a> Evaluator<'a> {
         if inner_start <= lower {
             inner_start += step;
         }
+        if (last - inner_start) / step >= self.opts.max_samples as i64 {
+            return Err(QueryError::exec(
+                "query processing would load too many samples into memory in subquery evaluation",
+            ));
+        }
         let mut inner = Evaluator::new(self.store, self.opts, self.state, inner_start, last, step);
         let val = inner.eval(&sq.expr)?;
         let ts = |k: usize| inner_start + k as i64 * step;
@@ -207,8 +212,16 @@ pub(crate) struct SubqueryWindow {
     pub at: Option<i64>,
 }
 
+/// Every time, duration and `@` value is clamped to ±this (about 3 million years), so that
+/// sums of a few of them can never overflow.
+pub(crate) const TIME_LIMIT_MS: i64 = 100_000_000_000_000_000;
+
+pub(crate) fn clamp_ms(ms: i64) -> i64 {
+    ms.clamp(-TIME_LIMIT_MS, TIME_LIMIT_MS)
+}
+
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    d.as_millis() as i64
+    d.as_millis().min(TIME_LIMIT_MS as u128) as i64
 }
 
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -221,7 +234,7 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
 
 fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct QueryState {
     pub samples: Cell<usize>,
     pub query_start: i64,
     pub query_end: i64,
+    /// The range query's step (0 for instant queries), for `step()`.
+    pub query_step: i64,
 }
 
 impl Engine {
@@ -81,8 +83,9 @@ impl Engine {
 
     /// Evaluates `query` at `at_ms`.
     pub fn query_instant(&self, query: &str, at_ms: i64) -> Result<Value> {
+        let at_ms = eval::clamp_ms(at_ms);
         let expr = parse(query)?;
-        let state = self.state(at_ms, at_ms);
+        let state = self.state(at_ms, at_ms, 0);
         let mut ev = Evaluator::new(&self.store, &self.options, &state, at_ms, at_ms, 1);
         let val = ev.eval(&expr)?;
         match val {
@@ -132,6 +135,7 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
+        let (start_ms, end_ms, step_ms) = (eval::clamp_ms(start_ms), eval::clamp_ms(end_ms), eval::clamp_ms(step_ms));
         if end_ms < start_ms {
             return Err(QueryError::bad("end timestamp must not be before start time"));
         }
@@ -152,7 +156,7 @@ impl Engine {
                 type_display(ty)
             )));
         }
-        let state = self.state(start_ms, end_ms);
+        let state = self.state(start_ms, end_ms, step_ms);
         let mut ev = Evaluator::new(&self.store, &self.options, &state, start_ms, end_ms, step_ms);
         let ts = |k: usize| start_ms + k as i64 * step_ms;
         match ev.eval(&expr)? {
@@ -185,12 +189,13 @@ impl Engine {
         }
     }
 
-    fn state(&self, start: i64, end: i64) -> QueryState {
+    fn state(&self, start: i64, end: i64, step: i64) -> QueryState {
         QueryState {
             deadline: Instant::now() + self.options.timeout,
             samples: Cell::new(0),
             query_start: start,
             query_end: end,
+            query_step: step,
         }
     }
 }

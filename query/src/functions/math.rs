@@ -36,7 +36,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             let lo = ev.eval_scalar(arg(args, 1)?)?;
             let hi = ev.eval_scalar(arg(args, 2)?)?;
             map(v, |x, k| {
-                (lo[k] <= hi[k]).then(|| go_max(lo[k], go_min(hi[k], x)))
+                // Empty only when max < min; NaN bounds propagate NaN, as in Prometheus.
+                (!(hi[k] < lo[k])).then(|| go_max(lo[k], go_min(hi[k], x)))
             })
         }
         "clamp_min" => {
@@ -80,7 +81,7 @@ fn map(mut v: Vec<StepSeries>, f: impl Fn(f64, usize) -> Option<f64>) -> Vec<Ste
 }
 
 /// Go's `math.Max`: NaN wins.
-fn go_max(a: f64, b: f64) -> f64 {
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -89,7 +90,7 @@ fn go_max(a: f64, b: f64) -> f64 {
 }
 
 /// Go's `math.Min`: NaN wins.
-fn go_min(a: f64, b: f64) -> f64 {
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {

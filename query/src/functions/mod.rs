@@ -23,6 +23,25 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, c: &Call) -> Result<Val> {
         "time" => Ok(Val::Scalar(
             (0..ev.steps).map(|k| ev.ts(k) as f64 / 1000.0).collect(),
         )),
+        "start" => Ok(Val::Scalar(vec![ev.state.query_start as f64 / 1000.0; ev.steps])),
+        "end" => Ok(Val::Scalar(vec![ev.state.query_end as f64 / 1000.0; ev.steps])),
+        "range" => Ok(Val::Scalar(vec![
+            (ev.state.query_end - ev.state.query_start)
+                as f64
+                / 1000.0;
+            ev.steps
+        ])),
+        "step" => Ok(Val::Scalar(vec![ev.state.query_step as f64 / 1000.0; ev.steps])),
+        "min_of" | "max_of" => {
+            let a = ev.eval_scalar(arg(&args, 0)?)?;
+            let b = ev.eval_scalar(arg(&args, 1)?)?;
+            let f = if name == "min_of" {
+                math::go_min
+            } else {
+                math::go_max
+            };
+            Ok(Val::Scalar(a.iter().zip(&b).map(|(x, y)| f(*x, *y)).collect()))
+        }
         "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; ev.steps])),
         "vector" => {
             let v = ev.eval_scalar(arg(&args, 0)?)?;

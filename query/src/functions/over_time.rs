@@ -89,6 +89,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             let mut scratch = Vec::new();
             Box::new(move |w| {
                 let s = non_empty(w)?;
+                if s.iter().any(|p| p.value.is_nan()) {
+                    return Some(f64::NAN);
+                }
                 scratch.clear();
                 scratch.extend(s.iter().map(|p| p.value));
                 let median = quantile(0.5, &mut scratch);

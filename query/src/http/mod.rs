@@ -33,6 +33,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/metadata", get(empty_object))
+        .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .with_state(engine)
 }
@@ -193,6 +194,10 @@ async fn series(
 
 async fn empty_object() -> Response {
     json("{\"status\":\"success\",\"data\":{}}".to_string())
+}
+
+async fn empty_list() -> Response {
+    json("{\"status\":\"success\",\"data\":[]}".to_string())
 }
 
 async fn buildinfo() -> Response {
