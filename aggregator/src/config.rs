@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use meshfed_relay::tls::TlsFiles;
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -21,6 +22,12 @@ pub struct AggregatorConfig {
     pub http_listen: String,
     /// Largest relay message accepted from a collector.
     pub max_relay_message_bytes: usize,
+    /// mTLS for the relay: the CA that signs collector certificates, and the aggregator's own
+    /// certificate and key. Required unless `insecure`.
+    pub tls: Option<TlsFiles>,
+    /// Accept plaintext relay connections and believe the cluster a collector names. For local
+    /// experiments only; logged as a warning.
+    pub insecure: bool,
 }
 
 impl Default for AggregatorConfig {
@@ -29,6 +36,8 @@ impl Default for AggregatorConfig {
             relay_listen: "127.0.0.1:7070".into(),
             http_listen: "127.0.0.1:9090".into(),
             max_relay_message_bytes: 16 << 20,
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -41,6 +50,20 @@ impl AggregatorConfig {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        serde_norway::from_str(&text).map_err(|e| err(e.to_string()))
+        let config: Self = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.tls.is_none() && !self.insecure {
+            return Err(
+                "relay TLS is not configured: set tls {ca_file, cert_file, key_file} \
+                        (or run with --insecure for a plaintext experiment)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }

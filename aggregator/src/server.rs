@@ -10,7 +10,12 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
+
+use std::time::Duration;
+
+use meshfed_relay::tls::TlsReloader;
+use meshfed_relay::tls::server::{build_server_config, tls_incoming};
 
 use crate::config::AggregatorConfig;
 use crate::http::{AppState, SelfGauges, router};
@@ -58,19 +63,60 @@ impl Aggregator {
         let relay_addr = local_addr(&relay_listener, &config.relay_listen)?;
         let http_addr = local_addr(&http_listener, &config.http_listen)?;
 
-        let service =
-            RelayService::new(Arc::clone(&ingest), relay_metrics).into_server(config.max_relay_message_bytes);
+        config.validate().map_err(|reason| Error::Config {
+            path: "aggregator config".into(),
+            reason,
+        })?;
+        let service = RelayService::new(Arc::clone(&ingest), relay_metrics.clone(), config.tls.is_some())
+            .into_server(config.max_relay_message_bytes);
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_service(service);
         let stop = shutdown.clone();
-        let relay_task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(relay_listener);
-            let result = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "Relay server failed.");
+        let mut tls_reloader = None;
+        let relay_task = match &config.tls {
+            Some(files) => {
+                let tls = Arc::new(TlsReloader::new(files.clone(), build_server_config).map_err(|e| {
+                    Error::Config {
+                        path: "relay tls".into(),
+                        reason: e.to_string(),
+                    }
+                })?);
+                tls.spawn_watch(Duration::from_secs(2), shutdown.clone());
+                let incoming = tls_incoming(
+                    relay_listener,
+                    Arc::clone(&tls),
+                    relay_metrics.handshake_failures(),
+                    Duration::from_secs(10),
+                    shutdown.clone(),
+                );
+                tls_reloader = Some(tls);
+                tokio::spawn(async move {
+                    if let Err(e) = server
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                    {
+                        tracing::error!(error = %e, "Relay server failed.");
+                    }
+                })
             }
-        });
+            None => {
+                warn!(addr = %relay_addr, "Relay runs WITHOUT TLS (--insecure): any client can claim any cluster.");
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(relay_listener);
+                tokio::spawn(async move {
+                    if let Err(e) = server
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                    {
+                        tracing::error!(error = %e, "Relay server failed.");
+                    }
+                })
+            }
+        };
+        if let Some(tls) = &tls_reloader {
+            registry.register_collector(Box::new(CertExpiry(Arc::clone(tls))));
+        }
 
         let state = AppState {
             engine: Arc::clone(&engine),
@@ -104,6 +150,24 @@ impl Aggregator {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Exports the relay server certificate's expiry at scrape time.
+#[derive(Debug)]
+struct CertExpiry(Arc<TlsReloader<rustls::ServerConfig>>);
+
+impl prometheus_client::collector::Collector for CertExpiry {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let gauge = prometheus_client::metrics::gauge::ConstGauge::new(self.0.not_after_unix());
+        let metric = encoder.encode_descriptor(
+            "meshfed_relay_certificate_expiry_timestamp_seconds",
+            "Expiry of the relay server certificate in use (Unix seconds)",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }
 

@@ -45,6 +45,12 @@ pub struct DemoArgs {
     /// Seconds between summary lines.
     #[arg(long, default_value_t = 5)]
     summary_secs: u64,
+    /// Where to write the demo's development CA and certificates (default: a temporary directory).
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
+    /// Run the relay in plaintext instead of mTLS.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -65,7 +71,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         relay_listen: format!("127.0.0.1:{}", args.relay_port),
         scrape_interval_secs: args.interval_secs,
         scrape_timeout_ms: None,
+        tls_dir: (!args.insecure).then(|| {
+            args.certs_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("meshfed-demo-{}", std::process::id())))
+        }),
     };
+    let tls_dir = options.tls_dir.clone();
     let mesh = LocalMesh::start(options).await?;
     let http = mesh.aggregator.http_addr;
     println!(
@@ -81,6 +93,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     println!("  self-metrics:       http://{http}/metrics");
     if let Some(c) = mesh.sim.control_addr() {
         println!("  simulator control:  http://{c}/faults");
+    }
+    match &tls_dir {
+        Some(d) => println!("  relay: mTLS, development certificates in {}", d.display()),
+        None => println!("  relay: plaintext (--insecure)"),
     }
     println!("  default scenario: cluster-1 web-api answers 30% 5xx from 60s to 180s. Ctrl-C stops.");
     let mut summary = Summary::new(mesh.clusters.len());

@@ -28,13 +28,25 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Validate inputs.
     Check(check::CheckArgs),
+    /// Write a development CA and relay certificates (for the demo and experiments).
+    Certs(roles::CertsArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Check(args) = cli.command {
-        return check::run(args);
-    }
+    let cli = match cli.command {
+        Command::Check(args) => return check::run(args),
+        Command::Certs(args) => {
+            return match roles::certs(args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        command => Cli { command },
+    };
     logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -50,7 +62,7 @@ fn main() -> std::process::ExitCode {
             Command::Collector(a) => roles::collector(a, shutdown).await,
             Command::Sim(a) => roles::sim(a, shutdown).await,
             Command::Demo(a) => demo::run(a, shutdown).await,
-            Command::Check(_) => Ok(()),
+            Command::Check(_) | Command::Certs(_) => Ok(()),
         }
     });
     match result {

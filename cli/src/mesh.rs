@@ -2,11 +2,14 @@
 //! aggregator, wired over real loopback sockets exactly as separate processes would be.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
 use meshfed_collector::CollectorConfig;
 use meshfed_collector::config::{RelayConfig, ScrapeConfig, StaticTarget, TargetsConfig};
+use meshfed_relay::tls::TlsFiles;
+use meshfed_relay::tls::devca::write_dev_pki;
 use meshfed_sim::{RunningSim, SimConfig, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,9 @@ pub struct MeshOptions {
     pub scrape_interval_secs: f64,
     /// Collector scrape timeout; 80% of the interval when `None`.
     pub scrape_timeout_ms: Option<u64>,
+    /// Run the relay with mTLS, writing a development CA and certificates into this directory;
+    /// plaintext when `None`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for MeshOptions {
@@ -34,6 +40,7 @@ impl Default for MeshOptions {
             relay_listen: "127.0.0.1:0".into(),
             scrape_interval_secs: 5.0,
             scrape_timeout_ms: None,
+            tls_dir: None,
         }
     }
 }
@@ -56,15 +63,6 @@ impl LocalMesh {
         let sim = Simulator::start(options.sim.clone())
             .await
             .context("starting the simulator")?;
-        let aggregator_stop = CancellationToken::new();
-        let config = AggregatorConfig {
-            relay_listen: options.relay_listen.clone(),
-            http_listen: options.http_listen.clone(),
-            ..AggregatorConfig::default()
-        };
-        let aggregator = Aggregator::start(&config, aggregator_stop.clone())
-            .await
-            .context("starting the aggregator")?;
         let mut by_cluster: BTreeMap<String, Vec<StaticTarget>> = BTreeMap::new();
         for t in sim.targets() {
             let labels = BTreeMap::from([("namespace".to_owned(), t.namespace), ("pod".to_owned(), t.pod)]);
@@ -73,7 +71,32 @@ impl LocalMesh {
                 .or_default()
                 .push(StaticTarget { url: t.url, labels });
         }
-        let relay = format!("http://{}", aggregator.relay_addr);
+        if let Some(dir) = &options.tls_dir {
+            let clusters: Vec<String> = by_cluster.keys().cloned().collect();
+            let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+            write_dev_pki(dir, "meshfed.local", &clusters, &names, 30)
+                .context("writing development certificates")?;
+        }
+        let aggregator_stop = CancellationToken::new();
+        let config = AggregatorConfig {
+            relay_listen: options.relay_listen.clone(),
+            http_listen: options.http_listen.clone(),
+            tls: options
+                .tls_dir
+                .as_ref()
+                .map(|d| TlsFiles::in_dir(d, "aggregator")),
+            insecure: options.tls_dir.is_none(),
+            ..AggregatorConfig::default()
+        };
+        let aggregator = Aggregator::start(&config, aggregator_stop.clone())
+            .await
+            .context("starting the aggregator")?;
+        let scheme = if options.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let relay = format!("{scheme}://{}", aggregator.relay_addr);
         let mut collectors = Vec::new();
         for (cluster, targets) in &by_cluster {
             let config = CollectorConfig {
@@ -81,6 +104,9 @@ impl LocalMesh {
                 collector_id: format!("{cluster}-collector"),
                 relay: RelayConfig {
                     endpoints: vec![relay.clone()],
+                    tls: options.tls_dir.as_ref().map(|d| TlsFiles::in_dir(d, cluster)),
+                    server_name: None,
+                    insecure: options.tls_dir.is_none(),
                 },
                 scrape: ScrapeConfig {
                     interval_secs: options.scrape_interval_secs,

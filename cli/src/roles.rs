@@ -7,6 +7,7 @@ use clap::Args;
 use meshfed_aggregator::AggregatorConfig;
 use meshfed_collector::CollectorConfig;
 use meshfed_collector::config::{RelayConfig, ScrapeConfig, TargetsConfig};
+use meshfed_relay::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -50,6 +51,53 @@ pub struct AggregatorArgs {
     /// HTTP (Prometheus API, graph, metrics) listen address.
     #[arg(long)]
     http_listen: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// Relay mTLS flags shared by the aggregator and the collector.
+#[derive(Args)]
+pub struct TlsArgs {
+    /// Directory in the `meshfed certs` layout: ca.pem, <name>.pem, <name>-key.pem.
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// CA bundle peers must chain to (overrides --tls-dir).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Own certificate chain, PEM.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Own private key, PEM.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Run the relay in plaintext. Any client can then claim any cluster: experiments only.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl TlsArgs {
+    /// The files these flags name, where `name` picks `<name>.pem` in `--tls-dir`.
+    fn files(&self, name: &str) -> anyhow::Result<Option<TlsFiles>> {
+        let from_dir = self.tls_dir.as_ref().map(|d| TlsFiles::in_dir(d, name));
+        let files = match (&self.tls_ca, &self.tls_cert, &self.tls_key, from_dir) {
+            (None, None, None, None) => return Ok(None),
+            (ca, cert, key, dir) => TlsFiles {
+                ca_file: ca
+                    .clone()
+                    .or_else(|| dir.as_ref().map(|d| d.ca_file.clone()))
+                    .context("--tls-ca is required")?,
+                cert_file: cert
+                    .clone()
+                    .or_else(|| dir.as_ref().map(|d| d.cert_file.clone()))
+                    .context("--tls-cert is required")?,
+                key_file: key
+                    .clone()
+                    .or_else(|| dir.as_ref().map(|d| d.key_file.clone()))
+                    .context("--tls-key is required")?,
+            },
+        };
+        Ok(Some(files))
+    }
 }
 
 /// Runs the aggregator until shutdown.
@@ -64,6 +112,10 @@ pub async fn aggregator(args: AggregatorArgs, shutdown: CancellationToken) -> an
     if let Some(a) = args.http_listen {
         config.http_listen = a;
     }
+    if let Some(files) = args.tls.files("aggregator")? {
+        config.tls = Some(files);
+    }
+    config.insecure |= args.tls.insecure;
     meshfed_aggregator::run(config, shutdown)
         .await
         .context("aggregator")
@@ -90,6 +142,11 @@ pub struct CollectorArgs {
     /// Address for the collector's own /metrics.
     #[arg(long)]
     listen: Option<String>,
+    /// Name the aggregator's certificate must carry, if not the relay address's host.
+    #[arg(long)]
+    server_name: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Runs a collector until shutdown.
@@ -121,6 +178,13 @@ pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyh
     if args.listen.is_some() {
         config.listen_addr = args.listen;
     }
+    if let Some(files) = args.tls.files(&config.cluster)? {
+        config.relay.tls = Some(files);
+    }
+    if args.server_name.is_some() {
+        config.relay.server_name = args.server_name;
+    }
+    config.relay.insecure |= args.tls.insecure;
     config
         .validate()
         .map_err(anyhow::Error::msg)
@@ -188,4 +252,44 @@ pub async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     config.validate()?;
     meshfed_sim::run(config, shutdown).await.context("simulator")
+}
+
+/// `meshfed certs`
+#[derive(Args)]
+pub struct CertsArgs {
+    /// Where to write ca.pem, aggregator.pem and <cluster>.pem (with -key.pem files).
+    #[arg(long, default_value = "certs")]
+    dir: PathBuf,
+    /// Cluster names to issue collector certificates for (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "cluster-1,cluster-2,cluster-3")]
+    clusters: Vec<String>,
+    /// DNS names and IP addresses the aggregator's certificate is valid for.
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    server_names: Vec<String>,
+    /// SPIFFE trust domain of the collector identities.
+    #[arg(long, default_value = "meshfed.local")]
+    trust_domain: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    days: i64,
+}
+
+/// Writes a development PKI.
+pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    meshfed_relay::tls::devca::write_dev_pki(
+        &args.dir,
+        &args.trust_domain,
+        &args.clusters,
+        &args.server_names,
+        args.days,
+    )?;
+    println!(
+        "Wrote a development CA, an aggregator certificate and {} collector certificates to {}.",
+        args.clusters.len(),
+        args.dir.display()
+    );
+    println!(
+        "Development only: production clusters should get certificates from their own PKI (see README, Security)."
+    );
+    Ok(())
 }

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use meshfed_relay::tls::TlsFiles;
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -48,14 +49,27 @@ pub struct CollectorConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
-    /// Aggregator relay addresses, tried in turn.
+    /// Aggregator relay addresses (`https://host:port`), tried in turn.
     pub endpoints: Vec<String>,
+    /// mTLS: the CA that signed the aggregator's certificate, and this cluster's certificate and
+    /// key (its SPIFFE id or CN names the cluster). Required unless `insecure`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// The name the aggregator's certificate must carry, when it differs from the address's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Plaintext, for local experiments only.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
-            endpoints: vec!["http://127.0.0.1:7070".into()],
+            endpoints: vec!["https://127.0.0.1:7070".into()],
+            tls: None,
+            server_name: None,
+            insecure: false,
         }
     }
 }
@@ -149,6 +163,11 @@ impl CollectorConfig {
                 self.scrape.interval_secs
             ));
         }
+        if self.relay.tls.is_none() && !self.relay.insecure {
+            return Err("relay.tls is not configured (ca_file, cert_file, key_file); \
+                        set relay.insecure: true only for a plaintext experiment"
+                .into());
+        }
         if self.scrape.timeout_ms == 0 {
             return Err("scrape.timeout_ms must be positive".into());
         }
@@ -163,7 +182,7 @@ mod tests {
     #[test]
     fn parses_documented_example() {
         let c: CollectorConfig = serde_norway::from_str(
-            "cluster: c1\nscrape: {interval_secs: 5}\ntargets:\n  static:\n    - url: http://x/m\n      labels: {pod: p}\n",
+            "cluster: c1\nrelay: {endpoints: [x], insecure: true}\nscrape: {interval_secs: 5}\ntargets:\n  static:\n    - url: http://x/m\n      labels: {pod: p}\n",
         )
         .unwrap();
         assert_eq!(c.cluster, "c1");

@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use meshfed_relay::client::{RelayClient, RelayClientOptions};
+use meshfed_relay::tls::TlsReloader;
+use meshfed_relay::tls::client::build_client_config;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -33,10 +35,27 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let registry = Arc::new(registry);
 
     let relay_stop = CancellationToken::new();
+    let tls = match &config.relay.tls {
+        Some(files) => {
+            let tls = TlsReloader::new(files.clone(), build_client_config).map_err(|e| Error::Config {
+                path: "relay.tls".into(),
+                reason: e.to_string(),
+            })?;
+            let tls = Arc::new(tls);
+            tls.spawn_watch(Duration::from_secs(2), relay_stop.clone());
+            Some(tls)
+        }
+        None => {
+            warn!("Relay runs WITHOUT TLS (relay.insecure): the aggregator cannot verify this cluster.");
+            None
+        }
+    };
     let options = RelayClientOptions {
         endpoints: config.relay.endpoints.clone(),
         cluster: config.cluster.clone(),
         collector_id: config.collector_id.clone(),
+        tls,
+        server_name: config.relay.server_name.clone(),
         ..RelayClientOptions::default()
     };
     let (relay, relay_task) = RelayClient::spawn(options, relay_stop.clone());

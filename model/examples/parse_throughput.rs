@@ -1,4 +1,4 @@
-//! Rough parse throughput on the real Istio scrape (the criterion bench is a later task):
+//! Rough parse throughput on the real Istio scrape (the criterion bench is `benches/parse.rs`):
 //! `cargo run -p meshfed-model --release --example parse_throughput`.
 
 use std::time::Instant;

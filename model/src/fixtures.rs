@@ -77,7 +77,11 @@ fn istio_scrape_with(workloads: usize, commas: bool) -> String {
     const CODES: [(&str, &str); 4] = [("200", "-"), ("404", "-"), ("503", "UF,URX"), ("504", "UT")];
     let mut out = String::new();
     let series = |out: &mut String, w: usize, svc: &str, code: &str, flags: &str| {
-        let flags = if commas { flags } else { flags.split(',').next().unwrap_or(flags) };
+        let flags = if commas {
+            flags
+        } else {
+            flags.split(',').next().unwrap_or(flags)
+        };
         let _ = write!(
             out,
             "response_code=\"{code}\",reporter=\"destination\",source_workload=\"productpage-v{w}\",\

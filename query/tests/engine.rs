@@ -340,3 +340,74 @@ fn range_query_steps_are_aligned_to_start() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn limits_classify_as_timeout_and_execution() {
+    let store = Arc::new(Store::new(StoreOptions::default()));
+    let r = store.get_or_create(&l(C));
+    for k in 0..100 {
+        store.append(r, k * 15_000, k as f64).expect("append");
+    }
+    let slow = Engine::new(
+        store.clone(),
+        EngineOptions {
+            timeout: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        slow.query_instant("c", 60_000),
+        Err(QueryError::Timeout(_))
+    ));
+    let small = Engine::new(
+        store,
+        EngineOptions {
+            max_samples: 10,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(
+        small.query_instant("c[10m]", 1_000_000),
+        Err(QueryError::Execution(_))
+    ));
+    assert!(matches!(
+        small.query_instant("c[1m]", 1_000_000),
+        Ok(Value::Matrix(_))
+    ));
+}
+
+#[test]
+fn functions_and_subqueries() {
+    let e = engine(&[(C, &[(0., 0.), (60., 60.), (120., 120.), (180., 180.)])]);
+    let cases: &[(&str, f64, Pairs<'_>, f64)] = &[
+        ("max_over_time(rate(c[2m])[3m:1m])", 180., &[("job", "a")], 1.0),
+        (
+            "absent(nope{job=\"x\", env=~\"p.*\"})",
+            180.,
+            &[("job", "x")],
+            1.0,
+        ),
+        (
+            "label_replace(c, \"svc\", \"$1-svc\", \"job\", \"(.*)\")",
+            180.,
+            &[("__name__", "c"), ("job", "a"), ("svc", "a-svc")],
+            180.,
+        ),
+        ("last_over_time(c[5m])", 180., C, 180.),
+        ("deriv(c[5m])", 180., &[("job", "a")], 1.0),
+        ("predict_linear(c[5m], 60)", 180., &[("job", "a")], 240.0),
+        ("changes(c[5m])", 180., &[("job", "a")], 3.0),
+        ("timestamp(c)", 200., &[("job", "a")], 180.0),
+        ("scalar(c) * 2", 180., &[], 360.0),
+        ("clamp_max(c, 100)", 180., &[("job", "a")], 100.0),
+        ("quantile_over_time(0.5, c[5m])", 180., &[("job", "a")], 90.0),
+        ("day_of_week(vector(86400 * 3))", 0., &[], 0.0),
+        ("year(vector(1700000000))", 0., &[], 2023.0),
+    ];
+    for (q, t, labels, want) in cases {
+        let got = instant(&e, q, *t);
+        assert_eq!(got.len(), 1, "{q}: {got:?}");
+        assert_eq!(got[0].0, l(labels), "{q}");
+        assert_close(q, got[0].1, *want);
+    }
+}

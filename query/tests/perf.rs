@@ -18,7 +18,10 @@ fn dashboard_range_query() {
         let labels = Labels::from_pairs([
             ("__name__", "istio_requests_total".to_string()),
             ("destination_service", format!("svc-{}", i % 50)),
-            ("response_code", if i % 7 == 0 { "500".into() } else { "200".into() }),
+            (
+                "response_code",
+                if i % 7 == 0 { "500".into() } else { "200".into() },
+            ),
             ("pod", format!("pod-{i}")),
         ]);
         let r = store.get_or_create(&labels);

@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::encode::{OutgoingSample, StreamEncoder};
 use crate::proto::{self, CollectorMessage, aggregator_message, collector_message};
+use crate::tls::TlsReloader;
 use crate::{Error, PROTOCOL_VERSION, Result};
 
 /// How the client connects.
@@ -39,6 +40,10 @@ pub struct RelayClientOptions {
     pub max_backoff_ms: u64,
     /// How long shutdown waits for the last acknowledgements.
     pub drain_timeout_ms: u64,
+    /// mTLS material; `None` only in the explicit insecure mode.
+    pub tls: Option<Arc<TlsReloader<rustls::ClientConfig>>>,
+    /// The name the aggregator's certificate must carry; the address's host when `None`.
+    pub server_name: Option<String>,
 }
 
 impl Default for RelayClientOptions {
@@ -51,6 +56,8 @@ impl Default for RelayClientOptions {
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
             drain_timeout_ms: 5_000,
+            tls: None,
+            server_name: None,
         }
     }
 }
@@ -154,12 +161,28 @@ impl Worker {
 
     /// One stream's life: hello, replay of unacknowledged batches, then the send/ack loop.
     async fn stream(&mut self, addr: &str) -> Result<Finished> {
-        let channel = Endpoint::from_shared(addr.to_owned())
+        // With TLS our connector does the handshake, so tonic itself speaks plain h2 to it.
+        let plain = match &self.options.tls {
+            Some(_) => addr.replacen("https://", "http://", 1),
+            None => addr.to_owned(),
+        };
+        let endpoint = Endpoint::from_shared(plain)
             .map_err(|e| Error::Rejected(format!("bad aggregator address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+            .tcp_nodelay(true);
+        let channel = match &self.options.tls {
+            Some(tls) => {
+                let connector =
+                    crate::tls::client::connector(Arc::clone(tls), self.options.server_name.clone());
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    endpoint.connect_with_connector(connector),
+                )
+                .await
+                .map_err(|_| Error::Rejected(format!("connecting to {addr} timed out")))??
+            }
+            None => endpoint.connect().await?,
+        };
         let mut client = proto::relay_client::RelayClient::new(channel);
         let (up, up_rx) = mpsc::channel::<CollectorMessage>(16);
         let hello = proto::Hello {

@@ -74,6 +74,9 @@ pub enum Error {
     /// A gRPC status from the peer.
     #[error("status: {0}")]
     Status(#[from] tonic::Status),
+    /// A session arrived without a verified client certificate while one is required.
+    #[error("no verified client certificate")]
+    Unauthenticated,
     /// The aggregator refused the session.
     #[error("rejected by aggregator: {0}")]
     Rejected(String),
@@ -94,6 +97,7 @@ impl Error {
             Error::Transport(_) => "transport",
             Error::Status(_) => "status",
             Error::Rejected(_) => "rejected",
+            Error::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -108,6 +112,7 @@ impl From<Error> for tonic::Status {
             | Error::InvalidSeries { .. } => tonic::Status::invalid_argument(e.to_string()),
             Error::UnsupportedVersion { .. } => tonic::Status::failed_precondition(e.to_string()),
             Error::ForeignCluster { .. } => tonic::Status::permission_denied(e.to_string()),
+            Error::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             Error::Ingest(_) => tonic::Status::unavailable(e.to_string()),
             Error::Transport(_) | Error::Rejected(_) => tonic::Status::unavailable(e.to_string()),
             Error::Status(s) => s,

@@ -15,6 +15,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod server;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `meshfed.relay.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -17,6 +17,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::decode::{ResolvedSample, StreamDecoder};
 use crate::proto::{self, AggregatorMessage, CollectorMessage, aggregator_message, collector_message};
+use crate::tls::PeerIdentity;
+use crate::tls::server::PeerInfo;
 use crate::{Error, PROTOCOL_VERSION, Result};
 
 /// Where the relay server hands what it receives. Implemented by the aggregator over its store.
@@ -39,6 +41,7 @@ pub struct RelayServerMetrics {
     batches: Family<Vec<(String, String)>, Counter>,
     samples: Family<Vec<(String, String)>, Counter>,
     rejected: Family<Vec<(String, String)>, Counter>,
+    handshake_failures: Family<Vec<(String, String)>, Counter>,
 }
 
 impl RelayServerMetrics {
@@ -66,6 +69,16 @@ impl RelayServerMetrics {
             "Sessions or batches refused, by reason",
             self.rejected.clone(),
         );
+        r.register(
+            "handshake_failures",
+            "TLS handshakes refused, by reason (unknown_ca, expired, no_certificate, ...)",
+            self.handshake_failures.clone(),
+        );
+    }
+
+    /// The handshake-failure counter family, for the TLS accept loop.
+    pub fn handshake_failures(&self) -> Family<Vec<(String, String)>, Counter> {
+        self.handshake_failures.clone()
     }
 
     fn reject(&self, reason: &'static str) {
@@ -79,12 +92,19 @@ impl RelayServerMetrics {
 pub struct RelayService<I> {
     ingest: Arc<I>,
     metrics: RelayServerMetrics,
+    require_identity: bool,
 }
 
 impl<I: Ingest> RelayService<I> {
-    /// A service storing into `ingest`.
-    pub fn new(ingest: Arc<I>, metrics: RelayServerMetrics) -> Self {
-        Self { ingest, metrics }
+    /// A service storing into `ingest`. With `require_identity`, every session must come through
+    /// the mTLS accept loop and its cluster is the one its certificate names; without it (the
+    /// explicit `--insecure` mode) the hello's cluster is believed.
+    pub fn new(ingest: Arc<I>, metrics: RelayServerMetrics, require_identity: bool) -> Self {
+        Self {
+            ingest,
+            metrics,
+            require_identity,
+        }
     }
 
     /// The tonic server wrapper with message-size limits applied.
@@ -103,6 +123,7 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
         &self,
         request: Request<Streaming<CollectorMessage>>,
     ) -> std::result::Result<Response<Self::SessionStream>, Status> {
+        let peer = request.extensions().get::<PeerInfo>().map(|p| p.identity.clone());
         let mut inbound = request.into_inner();
         let hello = match inbound.next().await {
             Some(Ok(CollectorMessage {
@@ -114,44 +135,58 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
                 return Err(Error::MissingHello.into());
             }
         };
-        if let Err(e) = validate_hello(&hello) {
-            warn!(collector = %hello.collector_id, error = %e, "Refused relay session.");
-            self.metrics.reject(e.reason());
-            return Err(e.into());
-        }
+        let cluster = match self.session_cluster(&hello, peer.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(collector = %hello.collector_id, error = %e, "Refused relay session.");
+                self.metrics.reject(e.reason());
+                return Err(e.into());
+            }
+        };
         let (tx, rx) = mpsc::channel(64);
         let welcome = aggregator_message::Kind::Welcome(proto::Welcome {
             protocol_version: PROTOCOL_VERSION,
-            cluster: hello.cluster.clone(),
+            cluster: cluster.clone(),
         });
         // The channel is new and empty, so this cannot fail.
         let _ = tx.try_send(Ok(AggregatorMessage { kind: Some(welcome) }));
         let session = Session {
             ingest: Arc::clone(&self.ingest),
             metrics: self.metrics.clone(),
-            decoder: StreamDecoder::new(hello.cluster.clone()),
+            decoder: StreamDecoder::new(cluster.clone()),
             collector_id: hello.collector_id.clone(),
             tx,
         };
-        let span = info_span!("relay_session", cluster = %hello.cluster, collector = %hello.collector_id);
+        let span = info_span!("relay_session", cluster = %cluster, collector = %hello.collector_id);
         tokio::spawn(session.run(inbound).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-fn validate_hello(hello: &proto::Hello) -> Result<()> {
-    if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(Error::UnsupportedVersion {
-            got: hello.protocol_version,
-            supported: PROTOCOL_VERSION,
-        });
+impl<I> RelayService<I> {
+    /// The session's cluster: the certificate's, which the hello must not contradict; or, in
+    /// insecure mode only, the hello's.
+    fn session_cluster(&self, hello: &proto::Hello, peer: Option<&PeerIdentity>) -> Result<String> {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(Error::UnsupportedVersion {
+                got: hello.protocol_version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        match peer {
+            Some(id) if hello.cluster.is_empty() || hello.cluster == id.cluster => Ok(id.cluster.clone()),
+            Some(id) => Err(Error::ForeignCluster {
+                sequence: 0,
+                cluster: id.cluster.clone(),
+                claimed: hello.cluster.clone(),
+            }),
+            None if self.require_identity => Err(Error::Unauthenticated),
+            None if hello.cluster.is_empty() => Err(Error::MissingCluster {
+                collector_id: hello.collector_id.clone(),
+            }),
+            None => Ok(hello.cluster.clone()),
+        }
     }
-    if hello.cluster.is_empty() {
-        return Err(Error::MissingCluster {
-            collector_id: hello.collector_id.clone(),
-        });
-    }
-    Ok(())
 }
 
 struct Session<I> {

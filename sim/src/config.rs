@@ -1,4 +1,20 @@
-//! Simulator configuration (serde, YAML-loadable).
+//! Simulator configuration (serde, YAML-loadable). Every field is optional:
+//!
+//! ```yaml
+//! seed: 42
+//! clusters: 3
+//! pods_per_workload: 2
+//! extra_namespaces: 0          # copies of the web app: web-2, web-3, ...
+//! rate_scale: 1.0
+//! edge_rates: {"frontend->web-api": 40}
+//! record_scrapes: 0
+//! control_listen: 127.0.0.1:0  # null disables the control API
+//! scenario:                    # omit for the default scenario, [] for none
+//!   - at_secs: 30
+//!     duration_secs: 60
+//!     fault: {kind: cluster_dark, cluster: cluster-2}
+//! file_sd_path: /tmp/meshfed-sim-targets.json
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +46,9 @@ pub struct SimConfig {
     pub record_scrapes: usize,
     /// Host the pod endpoints bind to (port 0 = ephemeral per pod).
     pub listen_host: String,
+    /// Gzip scrape responses when the client sends `Accept-Encoding: gzip` (Envoy's admin endpoint
+    /// does not, so this is off by default).
+    pub gzip: bool,
     /// Address of the HTTP control API; `None` disables it.
     pub control_listen: Option<String>,
     /// Faults scheduled relative to start; `None` means the default scenario
@@ -52,6 +71,7 @@ impl Default for SimConfig {
             edge_rates: BTreeMap::new(),
             record_scrapes: 0,
             listen_host: "127.0.0.1".to_string(),
+            gzip: false,
             control_listen: Some("127.0.0.1:0".to_string()),
             scenario: None,
             scenario_file: None,
@@ -121,6 +141,26 @@ impl SimConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let yaml: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```yaml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| {
+                format!(
+                    "{}\n",
+                    l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")
+                )
+            })
+            .collect();
+        let cfg = SimConfig::from_yaml_str(&yaml).expect("example parses");
+        assert_eq!(cfg.scenario.as_ref().map(Vec::len), Some(1));
+        assert_eq!(cfg.edge_rates.get("frontend->web-api"), Some(&40.0));
+    }
 
     #[test]
     fn yaml_round_trip_and_defaults() {

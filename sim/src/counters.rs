@@ -79,7 +79,24 @@ pub(crate) struct Timeline {
     segments: Vec<Segment>,
     cache: HashMap<(Vec<FaultId>, usize), Arc<RateModel>>,
     next_id: FaultId,
+    /// Start of the oldest segment kept; older ones are folded into `checkpoint`.
+    horizon: f64,
+    checkpoint: Option<Checkpoint>,
+    /// Compact once there are more segments than this.
+    max_segments: usize,
 }
+
+/// Every pod's integrals up to `at` (closed connections up to `at - TCP_CONNECTION_SECS`), so
+/// the segments before it can be dropped.
+#[derive(Debug)]
+struct Checkpoint {
+    at: f64,
+    pods: Vec<BTreeMap<SeriesKey, Accum>>,
+}
+
+/// Segments kept before compaction kicks in, and how much history compaction keeps exact.
+const MAX_SEGMENTS: usize = 64;
+const KEEP_SECS: f64 = 900.0;
 
 impl Timeline {
     pub(crate) fn new(topo: &Topology) -> Self {
@@ -89,6 +106,9 @@ impl Timeline {
             segments: Vec::new(),
             cache: HashMap::new(),
             next_id: 1,
+            horizon: 0.0,
+            checkpoint: None,
+            max_segments: MAX_SEGMENTS,
         };
         t.rebuild(topo);
         t
@@ -151,7 +171,7 @@ impl Timeline {
     }
 
     fn rebuild(&mut self, topo: &Topology) {
-        let mut points: Vec<f64> = vec![0.0];
+        let mut points: Vec<f64> = vec![self.horizon];
         for f in self
             .faults
             .iter()
@@ -161,6 +181,7 @@ impl Timeline {
             points.extend(f.end);
         }
         points.extend(self.routing.iter().map(|(t, _)| *t));
+        points.retain(|&t| t >= self.horizon);
         points.sort_by(f64::total_cmp);
         points.dedup();
         let mut segments = Vec::with_capacity(points.len());
@@ -183,7 +204,26 @@ impl Timeline {
                 .clone();
             segments.push(Segment { start: t, model });
         }
+        self.cache
+            .retain(|_, m| segments.iter().any(|s| Arc::ptr_eq(&s.model, m)));
         self.segments = segments;
+    }
+
+    /// Bounds memory under frequent routing changes: once there are many segments, folds those
+    /// older than [`KEEP_SECS`] before `now` into per-pod checkpoints. Values at times before the
+    /// checkpoint are then no longer exact (nothing scrapes the past).
+    pub(crate) fn compact(&mut self, topo: &Topology, now: f64) {
+        let at = now - KEEP_SECS;
+        if self.segments.len() <= self.max_segments || at <= self.checkpoint.as_ref().map_or(0.0, |c| c.at) {
+            return;
+        }
+        let pods = (0..topo.pods.len()).map(|p| self.integrate_map(p, at)).collect();
+        // Keep the segments the lagging closed-connection integral still needs.
+        let cut = at - TCP_CONNECTION_SECS;
+        let first = self.segments.iter().rposition(|s| s.start <= cut).unwrap_or(0);
+        self.horizon = self.segments[first].start.max(self.horizon);
+        self.checkpoint = Some(Checkpoint { at, pods });
+        self.rebuild(topo);
     }
 
     pub(crate) fn model_at(&self, t: f64) -> &Arc<RateModel> {
@@ -210,9 +250,18 @@ impl Timeline {
 
     /// Every series' integral on `pod` from its last start to `t`, sorted by key.
     pub(crate) fn integrate(&self, pod: PodId, t: f64) -> Vec<(SeriesKey, Accum)> {
+        self.integrate_map(pod, t).into_iter().collect()
+    }
+
+    fn integrate_map(&self, pod: PodId, t: f64) -> BTreeMap<SeriesKey, Accum> {
         let t0 = self.started_at(pod, t);
-        let mut acc: BTreeMap<SeriesKey, Accum> = BTreeMap::new();
-        self.each_overlap(t0, t, |model, dt| {
+        let (mut acc, from, closed_from) = match &self.checkpoint {
+            Some(c) if t0 <= c.at && c.at <= t => {
+                (c.pods[pod].clone(), c.at, t0.max(c.at - TCP_CONNECTION_SECS))
+            }
+            _ => (BTreeMap::new(), t0, t0),
+        };
+        self.each_overlap(from, t, |model, dt| {
             for (key, rate) in &model.pods[pod] {
                 match rate {
                     SeriesRate::Http(r) => {
@@ -264,14 +313,14 @@ impl Timeline {
             }
         });
         // Connections close a fixed lifetime after they open.
-        self.each_overlap(t0, t - TCP_CONNECTION_SECS, |model, dt| {
+        self.each_overlap(closed_from, t - TCP_CONNECTION_SECS, |model, dt| {
             for (key, rate) in &model.pods[pod] {
                 if let (SeriesRate::Tcp(r), Some(Accum::Tcp { closed, .. })) = (rate, acc.get_mut(key)) {
                     *closed += r.opened_per_sec * dt;
                 }
             }
         });
-        acc.into_iter().collect()
+        acc
     }
 
     fn each_overlap(&self, t0: f64, t1: f64, mut f: impl FnMut(&RateModel, f64)) {
@@ -280,6 +329,71 @@ impl Timeline {
             let (lo, hi) = (s.start.max(t0), end.min(t1));
             if hi > lo {
                 f(&s.model, hi - lo);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SimConfig;
+    use crate::routing::RoutingRule;
+
+    #[test]
+    fn compaction_keeps_counters_exact() {
+        let topo = Topology::build(&SimConfig::quiet());
+        let mut exact = Timeline::new(&topo);
+        exact.max_segments = usize::MAX;
+        let mut compacted = Timeline::new(&topo);
+        compacted.max_segments = 8;
+        let restart = Fault::PodRestart {
+            pod: topo.pods[0].name.clone(),
+        };
+        for tl in [&mut exact, &mut compacted] {
+            tl.add_fault(&topo, restart.clone(), 505.0, None)
+                .expect("restart");
+        }
+        for i in 1..=200u32 {
+            let now = f64::from(i) * 10.0;
+            let rule = RoutingRule {
+                source_cluster: None,
+                source_workload: Some("frontend".into()),
+                destination_service: "web-api".into(),
+                weights: [
+                    ("cluster-1".to_string(), f64::from(i % 3)),
+                    ("cluster-2".to_string(), 1.0),
+                ]
+                .into(),
+            };
+            let table = RoutingTable { rules: vec![rule] };
+            exact.set_routing(&topo, table.clone(), now);
+            compacted.set_routing(&topo, table, now);
+            compacted.compact(&topo, now);
+        }
+        assert!(
+            compacted.segments.len() < 120,
+            "{} segments kept",
+            compacted.segments.len()
+        );
+        assert!(compacted.cache.len() <= compacted.segments.len());
+        for t in [2005.0, 2500.0] {
+            for pod in 0..topo.pods.len() {
+                let (a, b) = (exact.integrate(pod, t), compacted.integrate(pod, t));
+                assert_eq!(a.len(), b.len());
+                for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+                    assert_eq!(ka, kb);
+                    let (x, y) = match (va, vb) {
+                        (Accum::Http { n: x, .. }, Accum::Http { n: y, .. }) => (*x, *y),
+                        (Accum::Count(x), Accum::Count(y)) => (*x, *y),
+                        (Accum::Tcp { closed: x, .. }, Accum::Tcp { closed: y, .. }) => (*x, *y),
+                        _ => panic!("accumulator kinds differ"),
+                    };
+                    assert!(
+                        (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                        "pod {pod} {ka:?}: {x} vs {y}"
+                    );
+                }
             }
         }
     }

@@ -1,8 +1,31 @@
 //! A deterministic (seeded) multi-cluster Istio mesh simulator.
 //!
 //! Each simulated pod serves `GET /stats/prometheus` on its own loopback port in the exact shape of
-//! an Istio sidecar. Counters are exact functions of simulated time (`floor(∫ rate dt)` over
-//! piecewise-constant segments cut by faults and routing changes), so tests know the ground truth.
+//! an Istio sidecar (Istio stats-filter labels in their order, Envoy cluster stats, membership and
+//! outlier gauges). Counters are exact functions of simulated time, `floor(∫ rate dt)` over
+//! piecewise-constant segments cut by faults and routing changes, so tests know the ground truth
+//! ([`Mesh::edge_rates`], [`Mesh::cluster_pair_rate`], [`Mesh::samples_at`]).
+//!
+//! The mesh (defaults: 3 clusters, 2 pods per workload, rates per source workload instance):
+//!
+//! | namespace | workload (clusters) | calls |
+//! |---|---|---|
+//! | istio-system | istio-ingressgateway (all) | productpage 10 rps, frontend 20 rps |
+//! | bookinfo | productpage-v1 (1, 2) | details 10, reviews 10 |
+//! | bookinfo | details-v1 (all), reviews-v1/v2/v3 (1/2/3), ratings-v1 (2, 3) | reviews-v2/v3 → ratings 6 |
+//! | web | frontend (all); also called by clients outside the mesh, 2 rps per cluster | web-api 20 |
+//! | web | web-api (1, 2) | accounts 15, inventory (gRPC) 10, api.payments.example.com 2 |
+//! | web | accounts (all), inventory (2, 3), accounts-db (1) | accounts → accounts-db TCP 0.5 conn/s |
+//!
+//! Without routing rules a call spreads over every endpoint of the service in every cluster (Istio
+//! multi-primary without locality load balancing), so many calls cross clusters;
+//! [`RunningSim::set_routing`] (or `POST /routing`) pins shares per destination cluster.
+//! `extra_namespaces` adds copies of `web` (`web-2`, …) and `pods_per_workload` scales pods.
+//!
+//! Faults ([`Fault`]): error rate, added latency, ejected endpoints, pod restart, cluster dark —
+//! through [`RunningSim::inject`], the control API ([`control`]) or a scenario file
+//! ([`scenario`]). The default scenario makes cluster-1's `web-api` fail 30% of requests with 503
+//! from 60 s to 180 s; [`SimConfig::quiet`] has none.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), meshfed_sim::SimError> {
@@ -112,7 +135,9 @@ impl Simulator {
         let mut targets = Vec::with_capacity(mesh.topology().pods.len());
         for (i, pod) in mesh.topology().pods.iter().enumerate() {
             let (addr, task) =
-                match server::spawn_pod(mesh.clone(), i, &config.listen_host, token.clone()).await {
+                match server::spawn_pod(mesh.clone(), i, &config.listen_host, config.gzip, token.clone())
+                    .await
+                {
                     Ok(x) => x,
                     Err(e) => {
                         token.cancel();

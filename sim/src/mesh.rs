@@ -2,7 +2,11 @@
 //! scrapes. Everything a pod endpoint serves is computed here, so tests and benchmarks can use it
 //! directly.
 
-use std::collections::{BTreeMap, VecDeque};
+mod truth;
+
+pub use truth::EdgeRate;
+
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use meshfed_model::Labels;
@@ -12,11 +16,10 @@ use crate::clock::Clock;
 use crate::config::SimConfig;
 use crate::counters::Timeline;
 use crate::faults::{DarkMode, FaultId, FaultRequest, FaultStatus};
-use crate::model::Flags;
 use crate::render;
 use crate::routing::RoutingTable;
 use crate::scenario::{default_scenario, load_scenario};
-use crate::topology::{ClusterId, EdgeSource, PodId, Topology};
+use crate::topology::{ClusterId, PodId, Topology};
 use crate::{Result, SimError};
 
 /// One scrape as served: when, and exactly which samples.
@@ -29,31 +32,6 @@ pub struct ServedScrape {
     /// Samples (labels include `__name__`; empty label values are absent, as in Prometheus).
     #[serde(skip)]
     pub samples: Vec<(Labels, f64)>,
-}
-
-/// Ground truth: requests per second on one (source, destination workload, code) path right now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct EdgeRate {
-    /// Source cluster (`unknown` for callers outside the mesh, as Istio labels them).
-    pub source_cluster: String,
-    /// Source namespace (`unknown` outside the mesh).
-    pub source_namespace: String,
-    /// Source workload (`unknown` outside the mesh).
-    pub source_workload: String,
-    /// Destination cluster.
-    pub destination_cluster: String,
-    /// Destination namespace.
-    pub destination_namespace: String,
-    /// Destination workload.
-    pub destination_workload: String,
-    /// Destination service FQDN.
-    pub destination_service: String,
-    /// HTTP status.
-    pub response_code: u16,
-    /// Envoy response flags (`-` or `UF,URX`).
-    pub response_flags: String,
-    /// Requests per second (summed over pods).
-    pub rate_rps: f64,
 }
 
 /// The mesh state shared by all pod servers and the control API.
@@ -184,6 +162,7 @@ impl Mesh {
         let mut tl = self.write();
         let start = self.now_secs() + req.delay_secs;
         let id = tl.add_fault(&self.topo, req.fault, start, req.duration_secs.map(|d| start + d))?;
+        tl.compact(&self.topo, start - req.delay_secs);
         tracing::info!(id, start_secs = start, "Fault injected.");
         Ok(id)
     }
@@ -192,7 +171,9 @@ impl Mesh {
     pub fn clear_fault(&self, id: FaultId) -> bool {
         let mut tl = self.write();
         let now = self.now_secs();
-        tl.clear_fault(&self.topo, id, now)
+        let cleared = tl.clear_fault(&self.topo, id, now);
+        tl.compact(&self.topo, now);
+        cleared
     }
 
     /// All faults with their windows.
@@ -217,6 +198,7 @@ impl Mesh {
         let mut tl = self.write();
         let now = self.now_secs();
         tl.set_routing(&self.topo, table, now);
+        tl.compact(&self.topo, now);
         Ok(())
     }
 
@@ -228,91 +210,5 @@ impl Mesh {
     /// How the cluster's endpoints misbehave now, if it is dark.
     pub fn dark_mode(&self, cluster: ClusterId) -> Option<DarkMode> {
         self.read().dark_mode(cluster, self.now_secs())
-    }
-
-    /// Ground truth: every request path's rate now (HTTP and gRPC; TCP edges are not requests).
-    pub fn edge_rates(&self) -> Vec<EdgeRate> {
-        self.edge_rates_at(self.clock.now_ms())
-    }
-
-    /// Ground truth: every request path's rate at simulated time `at_ms`.
-    pub fn edge_rates_at(&self, at_ms: u64) -> Vec<EdgeRate> {
-        let model = self.read().model_at(at_ms as f64 / 1000.0).clone();
-        let t = &self.topo;
-        let mut out: Vec<EdgeRate> = model
-            .flows
-            .iter()
-            .map(|f| {
-                let d = &t.workloads[f.dst];
-                let (sc, sn, sw) = match f.source {
-                    EdgeSource::Workload(w) => {
-                        let s = &t.workloads[w];
-                        (s.cluster_name.clone(), s.namespace.clone(), s.name.clone())
-                    }
-                    EdgeSource::Unknown(_) => ("unknown".into(), "unknown".into(), "unknown".into()),
-                };
-                EdgeRate {
-                    source_cluster: sc,
-                    source_namespace: sn,
-                    source_workload: sw,
-                    destination_cluster: d.cluster_name.clone(),
-                    destination_namespace: d.namespace.clone(),
-                    destination_workload: d.name.clone(),
-                    destination_service: d.service.map_or_else(String::new, |s| t.services[s].fqdn.clone()),
-                    response_code: f.code,
-                    response_flags: if f.flags == Flags::UpstreamFailure {
-                        "UF,URX"
-                    } else {
-                        "-"
-                    }
-                    .into(),
-                    rate_rps: f.rps,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            (
-                &a.source_cluster,
-                &a.source_workload,
-                &a.destination_cluster,
-                &a.destination_workload,
-                a.response_code,
-            )
-                .cmp(&(
-                    &b.source_cluster,
-                    &b.source_workload,
-                    &b.destination_cluster,
-                    &b.destination_workload,
-                    b.response_code,
-                ))
-        });
-        out
-    }
-
-    /// Ground truth: requests per second from each source cluster to each destination cluster now.
-    pub fn cluster_pair_rates(&self) -> BTreeMap<(String, String), f64> {
-        let mut m = BTreeMap::new();
-        for e in self.edge_rates() {
-            *m.entry((e.source_cluster, e.destination_cluster)).or_insert(0.0) += e.rate_rps;
-        }
-        m
-    }
-
-    /// Ground truth: the request rate now from `source_cluster` to `destination_cluster`.
-    pub fn cluster_pair_rate(&self, source_cluster: &str, destination_cluster: &str) -> f64 {
-        self.edge_rates()
-            .iter()
-            .filter(|e| e.source_cluster == source_cluster && e.destination_cluster == destination_cluster)
-            .map(|e| e.rate_rps)
-            .sum()
-    }
-
-    /// Ground truth: the request rate now matching a filter over [`EdgeRate`]s.
-    pub fn configured_rate(&self, filter: impl Fn(&EdgeRate) -> bool) -> f64 {
-        self.edge_rates()
-            .iter()
-            .filter(|e| filter(e))
-            .map(|e| e.rate_rps)
-            .sum()
     }
 }

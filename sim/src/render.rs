@@ -3,12 +3,13 @@
 //! histograms, Istio labels in the stats filter's order.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use meshfed_model::{Labels, METRIC_NAME};
+use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME};
 
 use crate::counters::{Accum, HistAccum};
-use crate::dist::BUCKETS;
-use crate::model::{Flags, GaugeRow, Reporter, SeriesKey};
+use crate::dist::NB;
+use crate::model::{Dst, Flags, GaugeRow, Reporter, SeriesKey};
 use crate::topology::{Protocol, Topology, WorkloadId};
 
 /// The Istio proxy version reported by `istio_build`.
@@ -17,11 +18,19 @@ pub const ISTIO_VERSION: &str = "1.24.2";
 /// A label list in exposition order.
 pub(crate) type LabelList = Vec<(&'static str, String)>;
 
-/// One sample: name suffix (`_bucket`, `_sum`, `_count` or empty), labels, value.
+/// Text of Istio's bucket bounds ([`crate::dist::BUCKETS`]) as Envoy prints them.
+const LE: [&str; NB] = [
+    "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000",
+    "60000", "300000", "600000", "1800000", "3600000",
+];
+
+/// One sample: name suffix (`_bucket`, `_sum`, `_count` or empty), the series' labels (shared by
+/// a histogram's lines), the `le` bound if a bucket, and the value.
 #[derive(Debug)]
 pub(crate) struct Line {
     suffix: &'static str,
-    labels: LabelList,
+    labels: Arc<LabelList>,
+    le: Option<&'static str>,
     value: f64,
 }
 
@@ -42,43 +51,31 @@ impl Family {
         }
     }
 
-    fn push(&mut self, labels: LabelList, value: f64) {
+    fn push(&mut self, labels: Arc<LabelList>, value: f64) {
         self.lines.push(Line {
             suffix: "",
             labels,
+            le: None,
             value,
         });
     }
 
-    fn push_histogram(&mut self, labels: &LabelList, count: f64, h: &HistAccum, n: f64) {
-        for (le, b) in BUCKETS.iter().zip(h.buckets.iter()) {
-            let mut l = labels.clone();
-            l.push(("le", fmt_value(*le)));
-            self.lines.push(Line {
-                suffix: "_bucket",
-                labels: l,
-                value: b.floor().min(count),
-            });
+    fn push_histogram(&mut self, labels: &Arc<LabelList>, count: f64, h: &HistAccum, n: f64) {
+        let line = |suffix, le, value| Line {
+            suffix,
+            labels: labels.clone(),
+            le,
+            value,
+        };
+        for (le, b) in LE.iter().zip(h.buckets.iter()) {
+            self.lines.push(line("_bucket", Some(*le), b.floor().min(count)));
         }
-        let mut l = labels.clone();
-        l.push(("le", "+Inf".to_string()));
-        self.lines.push(Line {
-            suffix: "_bucket",
-            labels: l,
-            value: count,
-        });
+        self.lines.push(line("_bucket", Some("+Inf"), count));
         // The sum is the floored count times the mean observed so far, so sum/count stays exact.
         let sum = if n > 0.0 { count * h.weighted_sum / n } else { 0.0 };
-        self.lines.push(Line {
-            suffix: "_sum",
-            labels: labels.clone(),
-            value: (sum * 1000.0).round() / 1000.0,
-        });
-        self.lines.push(Line {
-            suffix: "_count",
-            labels: labels.clone(),
-            value: count,
-        });
+        self.lines
+            .push(line("_sum", None, (sum * 1000.0).round() / 1000.0));
+        self.lines.push(line("_count", None, count));
     }
 }
 
@@ -118,47 +115,60 @@ fn istio_labels(
     topo: &Topology,
     reporter: Reporter,
     src: Option<WorkloadId>,
-    dst: WorkloadId,
+    dst: Dst,
     response: Option<(u16, Flags)>,
-) -> LabelList {
-    let d = &topo.workloads[dst];
-    let svc = d.service.map(|s| &topo.services[s]);
+) -> Arc<LabelList> {
     let mut l: LabelList = Vec::with_capacity(26);
-    l.push((
-        "reporter",
-        if reporter == Reporter::Source {
-            "source"
-        } else {
-            "destination"
-        }
-        .to_string(),
-    ));
+    let reporter_name = if reporter == Reporter::Source {
+        "source"
+    } else {
+        "destination"
+    };
+    l.push(("reporter", reporter_name.to_string()));
     source_labels(topo, src, &mut l);
     let failed = matches!(response, Some((_, Flags::UpstreamFailure)));
-    l.push(("destination_workload", d.name.clone()));
-    l.push(("destination_workload_namespace", d.namespace.clone()));
-    l.push((
+    let (vals, svc): ([String; 11], _) = match dst {
+        Dst::Workload(w) => {
+            let d = &topo.workloads[w];
+            let svc = d.service.map(|s| &topo.services[s]);
+            let unknown = || "unknown".to_string();
+            let vals = [
+                d.name.clone(),
+                d.namespace.clone(),
+                if failed { unknown() } else { d.principal() },
+                d.app.clone(),
+                d.version.clone(),
+                svc.map_or_else(unknown, |s| s.fqdn.clone()),
+                d.app.clone(),
+                d.canonical_revision.clone(),
+                svc.map_or_else(unknown, |s| s.name.clone()),
+                d.namespace.clone(),
+                d.cluster_name.clone(),
+            ];
+            (vals, svc)
+        }
+        // What a sidecar reports for a host it has no service for (ALLOW_ANY outbound traffic).
+        Dst::External(s) => {
+            let svc = &topo.services[s];
+            let u = "unknown";
+            let vals = [u, u, u, u, u, &svc.fqdn, u, "latest", "PassthroughCluster", u, u].map(String::from);
+            (vals, Some(svc))
+        }
+    };
+    const DST_NAMES: [&str; 11] = [
+        "destination_workload",
+        "destination_workload_namespace",
         "destination_principal",
-        if failed {
-            "unknown".to_string()
-        } else {
-            d.principal()
-        },
-    ));
-    l.push(("destination_app", d.app.clone()));
-    l.push(("destination_version", d.version.clone()));
-    l.push((
+        "destination_app",
+        "destination_version",
         "destination_service",
-        svc.map_or_else(|| "unknown".to_string(), |s| s.fqdn.clone()),
-    ));
-    l.push(("destination_canonical_service", d.app.clone()));
-    l.push(("destination_canonical_revision", d.canonical_revision.clone()));
-    l.push((
+        "destination_canonical_service",
+        "destination_canonical_revision",
         "destination_service_name",
-        svc.map_or_else(|| "unknown".to_string(), |s| s.name.clone()),
-    ));
-    l.push(("destination_service_namespace", d.namespace.clone()));
-    l.push(("destination_cluster", d.cluster_name.clone()));
+        "destination_service_namespace",
+        "destination_cluster",
+    ];
+    l.extend(DST_NAMES.into_iter().zip(vals));
     let protocol = svc.map_or(Protocol::Http, |s| s.protocol);
     l.push((
         "request_protocol",
@@ -196,7 +206,7 @@ fn istio_labels(
         (Reporter::Destination, None) => "none",
     };
     l.push(("connection_security_policy", policy.to_string()));
-    l
+    Arc::new(l)
 }
 
 /// Builds every family a scrape of `pod` shows, from its integrals and current gauges.
@@ -254,7 +264,7 @@ pub(crate) fn families(topo: &Topology, values: &[(SeriesKey, Accum)], gauges: &
                 if opened.floor() < 1.0 {
                     continue;
                 }
-                let labels = istio_labels(topo, *reporter, Some(*src), *dst, None);
+                let labels = istio_labels(topo, *reporter, Some(*src), Dst::Workload(*dst), None);
                 tcp_closed.push(labels.clone(), closed.floor());
                 tcp_received.push(labels.clone(), request_bytes.floor());
                 tcp_sent.push(labels.clone(), response_bytes.floor());
@@ -277,13 +287,11 @@ pub(crate) fn families(topo: &Topology, values: &[(SeriesKey, Accum)], gauges: &
                 } else {
                     s.outbound_cluster()
                 };
-                upstream.push(
-                    vec![
-                        ("response_code_class", format!("{}xx", class / 100)),
-                        ("cluster_name", name),
-                    ],
-                    c.floor(),
-                );
+                let labels = vec![
+                    ("response_code_class", format!("{}xx", class / 100)),
+                    ("cluster_name", name),
+                ];
+                upstream.push(Arc::new(labels), c.floor());
             }
             _ => {}
         }
@@ -295,18 +303,19 @@ pub(crate) fn families(topo: &Topology, values: &[(SeriesKey, Accum)], gauges: &
         } else {
             s.outbound_cluster()
         };
-        healthy.push(vec![("cluster_name", name.clone())], f64::from(g.healthy));
-        total.push(vec![("cluster_name", name.clone())], f64::from(g.total));
-        ejections.push(vec![("cluster_name", name)], f64::from(g.ejected));
+        healthy.push(
+            Arc::new(vec![("cluster_name", name.clone())]),
+            f64::from(g.healthy),
+        );
+        total.push(Arc::new(vec![("cluster_name", name.clone())]), f64::from(g.total));
+        ejections.push(Arc::new(vec![("cluster_name", name)]), f64::from(g.ejected));
     }
-    live.push(Vec::new(), 1.0);
-    build.push(
-        vec![
-            ("component", "proxy".to_string()),
-            ("tag", ISTIO_VERSION.to_string()),
-        ],
-        1.0,
-    );
+    live.push(Arc::new(Vec::new()), 1.0);
+    let build_labels = vec![
+        ("component", "proxy".to_string()),
+        ("tag", ISTIO_VERSION.to_string()),
+    ];
+    build.push(Arc::new(build_labels), 1.0);
     [
         upstream,
         requests,
@@ -328,12 +337,12 @@ pub(crate) fn families(topo: &Topology, values: &[(SeriesKey, Accum)], gauges: &
     .collect()
 }
 
-/// Formats a sample value the way Envoy does: integers without a decimal point.
-pub(crate) fn fmt_value(v: f64) -> String {
+/// Writes a sample value the way Envoy does: integers without a decimal point.
+fn push_value(out: &mut String, v: f64) {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+        let _ = write!(out, "{}", v as i64);
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 
@@ -348,26 +357,45 @@ fn escape(v: &str, out: &mut String) {
     }
 }
 
+fn format_labels(labels: &LabelList, out: &mut String) {
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(n);
+        out.push_str("=\"");
+        escape(v, out);
+        out.push('"');
+    }
+}
+
 /// Prometheus text 0.0.4.
 pub(crate) fn to_text(families: &[Family]) -> String {
     let mut out = String::with_capacity(families.iter().map(|f| f.lines.len() * 600).sum());
+    // Consecutive lines of a histogram share one label set: format it once.
+    let mut cached: (*const LabelList, String) = (std::ptr::null(), String::new());
     for f in families {
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
         for l in &f.lines {
+            if !std::ptr::eq(cached.0, Arc::as_ptr(&l.labels)) {
+                cached.1.clear();
+                format_labels(&l.labels, &mut cached.1);
+                cached.0 = Arc::as_ptr(&l.labels);
+            }
             out.push_str(f.name);
             out.push_str(l.suffix);
             out.push('{');
-            for (i, (n, v)) in l.labels.iter().enumerate() {
-                if i > 0 {
+            out.push_str(&cached.1);
+            if let Some(le) = l.le {
+                if !l.labels.is_empty() {
                     out.push(',');
                 }
-                out.push_str(n);
-                out.push_str("=\"");
-                escape(v, &mut out);
+                out.push_str("le=\"");
+                out.push_str(le);
                 out.push('"');
             }
             out.push_str("} ");
-            out.push_str(&fmt_value(l.value));
+            push_value(&mut out, l.value);
             out.push('\n');
         }
     }
@@ -380,10 +408,15 @@ pub(crate) fn to_samples(families: &[Family]) -> Vec<(Labels, f64)> {
         .iter()
         .flat_map(|f| {
             f.lines.iter().map(move |l| {
-                let name = format!("{}{}", f.name, l.suffix);
-                let pairs =
-                    std::iter::once((METRIC_NAME, name)).chain(l.labels.iter().map(|(n, v)| (*n, v.clone())));
-                (Labels::from_pairs(pairs), l.value)
+                let mut b = LabelsBuilder::with_capacity(l.labels.len() + 2);
+                b.set(METRIC_NAME, format!("{}{}", f.name, l.suffix));
+                for (n, v) in l.labels.iter() {
+                    b.set(*n, v.as_str());
+                }
+                if let Some(le) = l.le {
+                    b.set("le", le);
+                }
+                (b.build(), l.value)
             })
         })
         .collect()

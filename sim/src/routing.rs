@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::topology::{ClusterId, Topology, Workload};
+use crate::topology::{ClusterId, EdgeSource, ServiceId, Topology, Workload};
 use crate::{Result, SimError};
 
 /// One rule; the most specific matching rule wins (cluster and workload > workload > cluster > any).
@@ -104,5 +104,89 @@ impl RoutingTable {
                 .filter_map(|(c, w)| Some((topo.cluster_id(c)?, *w)))
                 .collect()
         })
+    }
+}
+
+impl RoutingTable {
+    /// Shares of an edge's traffic per destination cluster, given the endpoints taking traffic in
+    /// each cluster (`avail`). Callers outside the mesh stay in the cluster they entered.
+    pub(crate) fn cluster_shares(
+        &self,
+        topo: &Topology,
+        source_cluster: ClusterId,
+        source: EdgeSource,
+        service: ServiceId,
+        avail: &[u32],
+    ) -> Vec<(ClusterId, f64)> {
+        let total: u32 = avail.iter().sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        let src = match source {
+            EdgeSource::Workload(w) => &topo.workloads[w],
+            EdgeSource::Unknown(c) => return if avail[c] > 0 { vec![(c, 1.0)] } else { Vec::new() },
+        };
+        if let Some(weights) = self.lookup(topo, source_cluster, Some(src), &topo.services[service]) {
+            let kept: Vec<(ClusterId, f64)> = weights
+                .into_iter()
+                .filter(|&(c, w)| w > 0.0 && avail[c] > 0)
+                .collect();
+            let sum: f64 = kept.iter().map(|(_, w)| w).sum();
+            if sum > 0.0 {
+                return kept.into_iter().map(|(c, w)| (c, w / sum)).collect();
+            }
+        }
+        let spread = (0..avail.len()).filter(|&c| avail[c] > 0);
+        spread
+            .map(|c| (c, f64::from(avail[c]) / f64::from(total)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SimConfig;
+
+    fn rule(cluster: Option<&str>, workload: Option<&str>, to: &str) -> RoutingRule {
+        RoutingRule {
+            source_cluster: cluster.map(String::from),
+            source_workload: workload.map(String::from),
+            destination_service: "web-api".into(),
+            weights: [(to.to_string(), 1.0)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn most_specific_rule_wins() {
+        let topo = Topology::build(&SimConfig::quiet());
+        let table = RoutingTable {
+            rules: vec![
+                rule(None, None, "cluster-1"),
+                rule(Some("cluster-3"), None, "cluster-2"),
+                rule(None, Some("frontend"), "cluster-3"),
+                rule(Some("cluster-3"), Some("frontend"), "cluster-1"),
+            ],
+        };
+        table.validate(&topo).expect("valid");
+        let svc = &topo.services[topo.service_id("web-api.web").expect("service")];
+        let frontend = |c: usize| {
+            topo.workloads
+                .iter()
+                .find(|w| w.name == "frontend" && w.cluster == c)
+        };
+        let gw = topo
+            .workloads
+            .iter()
+            .find(|w| w.name == "istio-ingressgateway" && w.cluster == 2);
+        let cases = [(2, frontend(2), 0), (1, frontend(1), 2), (2, gw, 1), (0, None, 0)];
+        for (cluster, source, want) in cases {
+            let got = table.lookup(&topo, cluster, source, svc).expect("a rule matches");
+            assert_eq!(got, vec![(want, 1.0)], "source cluster {cluster}");
+        }
+        let bad = RoutingTable {
+            rules: vec![rule(Some("cluster-9"), None, "cluster-1")],
+        };
+        assert!(bad.validate(&topo).is_err());
     }
 }

@@ -127,10 +127,15 @@ async fn stats(State((mesh, pod)): State<(Arc<Mesh>, PodId)>) -> impl IntoRespon
 }
 
 /// The router of one pod endpoint.
-pub(crate) fn pod_router(mesh: Arc<Mesh>, pod: PodId) -> Router {
-    Router::new()
+pub(crate) fn pod_router(mesh: Arc<Mesh>, pod: PodId, gzip: bool) -> Router {
+    let router = Router::new()
         .route("/stats/prometheus", get(stats))
-        .with_state((mesh, pod))
+        .with_state((mesh, pod));
+    if gzip {
+        router.layer(tower_http::compression::CompressionLayer::new())
+    } else {
+        router
+    }
 }
 
 /// Binds `host:0` for `pod` and serves it until `token` is cancelled.
@@ -138,6 +143,7 @@ pub(crate) async fn spawn_pod(
     mesh: Arc<Mesh>,
     pod: PodId,
     host: &str,
+    gzip: bool,
     token: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
     let inner = TcpListener::bind((host, 0))
@@ -151,7 +157,7 @@ pub(crate) async fn spawn_pod(
         source,
     })?;
     let cluster = mesh.topology().pods[pod].cluster;
-    let router = pod_router(mesh.clone(), pod);
+    let router = pod_router(mesh.clone(), pod, gzip);
     let listener = DarkAwareListener {
         inner,
         mesh,

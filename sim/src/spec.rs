@@ -13,6 +13,8 @@ pub(crate) struct ServiceSpec {
     pub sigma: f64,
     pub request_bytes: f64,
     pub response_bytes: f64,
+    /// A host outside the mesh (no workloads), reached through `PassthroughCluster`.
+    pub external: bool,
 }
 
 /// A workload template; `placement` lists 1-based clusters (taken modulo K), empty = every cluster.
@@ -68,6 +70,7 @@ const fn svc(
         sigma: 0.6,
         request_bytes,
         response_bytes,
+        external: false,
     }
 }
 
@@ -132,8 +135,9 @@ pub(crate) fn bookinfo() -> AppSpec {
 }
 
 /// A web app: `frontend` everywhere calls `web-api` (clusters 1 and 2), which calls `accounts`
-/// (everywhere), `inventory` (gRPC, clusters 2–3); `accounts` holds TCP connections to
-/// `accounts-db` (cluster 1 only). Clients outside the mesh call `frontend` directly.
+/// (everywhere), `inventory` (gRPC, clusters 2–3) and an external payments API (through
+/// `PassthroughCluster`); `accounts` holds TCP connections to `accounts-db` (cluster 1 only).
+/// Clients outside the mesh call `frontend` directly.
 pub(crate) fn web(namespace: &str) -> AppSpec {
     AppSpec {
         namespace: namespace.to_string(),
@@ -143,6 +147,17 @@ pub(crate) fn web(namespace: &str) -> AppSpec {
             svc("accounts", 8080, Protocol::Http, 6.0, 520.0, 640.0),
             svc("inventory", 9090, Protocol::Grpc, 8.0, 180.0, 320.0),
             svc("accounts-db", 5432, Protocol::Tcp, 1.0, 0.0, 0.0),
+            ServiceSpec {
+                external: true,
+                ..svc(
+                    "api.payments.example.com",
+                    80,
+                    Protocol::Http,
+                    85.0,
+                    760.0,
+                    1100.0,
+                )
+            },
         ],
         workloads: vec![
             wl("frontend", "frontend", "v1", "frontend", &[]),
@@ -156,6 +171,7 @@ pub(crate) fn web(namespace: &str) -> AppSpec {
             req("frontend", "web-api", 20.0),
             req("web-api", "accounts", 15.0),
             req("web-api", "inventory", 10.0),
+            req("web-api", "api.payments.example.com", 2.0),
             EdgeSpec {
                 from: "accounts",
                 to: "accounts-db",

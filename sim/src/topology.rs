@@ -59,11 +59,18 @@ pub struct Service {
     pub fqdn: String,
     /// Traffic profile.
     pub profile: Profile,
+    /// A host outside the mesh: no workloads, reached through Envoy's `PassthroughCluster` and
+    /// reported only by the client.
+    pub external: bool,
 }
 
 impl Service {
-    /// The client-side Envoy cluster name, `outbound|9080||reviews.bookinfo.svc.cluster.local`.
+    /// The client-side Envoy cluster name, `outbound|9080||reviews.bookinfo.svc.cluster.local`
+    /// (`PassthroughCluster` for external hosts).
     pub fn outbound_cluster(&self) -> String {
+        if self.external {
+            return "PassthroughCluster".to_string();
+        }
         format!("outbound|{}||{}", self.port, self.fqdn)
     }
 
@@ -241,8 +248,13 @@ impl Topology {
                     namespace: app.namespace.clone(),
                     port: s.port,
                     protocol: s.protocol,
-                    fqdn: format!("{}.{}.svc.cluster.local", s.name, app.namespace),
+                    fqdn: if s.external {
+                        s.name.to_string()
+                    } else {
+                        format!("{}.{}.svc.cluster.local", s.name, app.namespace)
+                    },
                     profile,
+                    external: s.external,
                 });
             }
             let find_service = |t: &Topology, name: &str| {

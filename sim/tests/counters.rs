@@ -306,14 +306,82 @@ fn ejected_endpoints_show_in_client_gauges_and_get_no_traffic() {
 #[test]
 fn scale_knobs_multiply_the_mesh() {
     let (small, _) = mesh(SimConfig::quiet());
-    let cfg = SimConfig { extra_namespaces: 4, pods_per_workload: 3, ..SimConfig::quiet() };
+    let cfg = SimConfig {
+        extra_namespaces: 4,
+        pods_per_workload: 3,
+        ..SimConfig::quiet()
+    };
     let (big, _) = mesh(cfg);
     let (s, b) = (small.topology(), big.topology());
     assert_eq!(s.pods.len(), 24 * 2);
     assert_eq!(b.pods.len(), (24 + 4 * 11) * 3);
     assert!(b.workloads.iter().any(|w| w.namespace == "web-5"));
     let started = std::time::Instant::now();
-    let total: usize = b.pods.iter().map(|p| big.render_at(&p.name, 100_000).expect("render").lines().count()).sum();
+    let total: usize = b
+        .pods
+        .iter()
+        .map(|p| big.render_at(&p.name, 100_000).expect("render").lines().count())
+        .sum();
     assert!(total > 0);
-    eprintln!("{} pods, {total} samples rendered in {:?}", b.pods.len(), started.elapsed());
+    eprintln!(
+        "{} pods, {total} samples rendered in {:?}",
+        b.pods.len(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn latency_fault_moves_observations_to_higher_buckets() {
+    let (m, clock) = mesh(SimConfig::quiet());
+    clock.set_ms(100_000);
+    m.inject(
+        Fault::Latency {
+            cluster: "cluster-2".into(),
+            workload: "reviews-v2".into(),
+            added_ms: 600.0,
+        }
+        .into(),
+    )
+    .expect("inject");
+    let pods = pods(&m, "cluster-2", "reviews-v2");
+    let bucket = |t: u64, le: &'static str| -> f64 {
+        pods.iter()
+            .flat_map(|p| parse(&m.render_at(p, t).expect("render")))
+            .filter(|l| {
+                l.name == "istio_request_duration_milliseconds_bucket"
+                    && l.get("reporter") == Some("destination")
+                    && l.get("le") == Some(le)
+            })
+            .map(|l| l.value)
+            .sum()
+    };
+    assert_eq!(
+        bucket(100_000, "500"),
+        bucket(200_000, "500"),
+        "no new request is faster than 600 ms"
+    );
+    assert!(bucket(200_000, "+Inf") > bucket(100_000, "+Inf") + 100.0);
+    assert!(bucket(200_000, "1000") > bucket(100_000, "1000") + 100.0);
+}
+
+#[test]
+fn external_calls_go_through_passthrough_cluster() {
+    let (m, _) = mesh(SimConfig::quiet());
+    let api = pods(&m, "cluster-1", "web-api");
+    let lines = parse(&m.render_at(&api[0], 100_000).expect("render"));
+    let ext = lines
+        .iter()
+        .find(|l| {
+            l.name == "istio_requests_total"
+                && l.get("destination_service_name") == Some("PassthroughCluster")
+        })
+        .expect("passthrough series");
+    assert_eq!(ext.get("destination_service"), Some("api.payments.example.com"));
+    assert_eq!(ext.get("destination_cluster"), Some("unknown"));
+    assert_eq!(ext.get("destination_canonical_revision"), Some("latest"));
+    assert_eq!(ext.value, 100.0, "2 rps over 2 pods for 100 s");
+    assert!(lines.iter().any(
+        |l| l.name == "envoy_cluster_upstream_rq" && l.get("cluster_name") == Some("PassthroughCluster")
+    ));
+    assert_eq!(m.cluster_pair_rate("cluster-1", "unknown"), 2.0);
 }

@@ -34,8 +34,17 @@ fn python_prometheus_client_parses_every_pod() {
     for p in m.topology().pods.iter().step_by(5) {
         let path = dir.join("scrape.txt");
         std::fs::write(&path, m.render_at(&p.name, 150_000).expect("render")).expect("write");
-        let out = Command::new("python3").arg("-c").arg(PARSE_PY).arg(&path).output().expect("python3 runs");
-        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(PARSE_PY)
+            .arg(&path)
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let parsed: Vec<(String, serde_json::Map<String, serde_json::Value>, f64, String)> =
             serde_json::from_slice(&out.stdout).expect("json");
         let ours = m.samples_at(&p.name, 150_000).expect("samples");
@@ -43,7 +52,10 @@ fn python_prometheus_client_parses_every_pod() {
         for ((name, labels, value, _), (l, v)) in parsed.iter().zip(&ours) {
             // prometheus_client appends `_total` to counter samples that lack it.
             let ours_name = l.metric_name().unwrap_or_default();
-            assert!(name == ours_name || *name == format!("{ours_name}_total"), "{name} vs {ours_name}");
+            assert!(
+                name == ours_name || *name == format!("{ours_name}_total"),
+                "{name} vs {ours_name}"
+            );
             assert_eq!(value, v);
             for (k, val) in labels {
                 assert_eq!(l.get(k), val.as_str(), "{name} {k}");
@@ -52,7 +64,10 @@ fn python_prometheus_client_parses_every_pod() {
         }
         types.extend(parsed.into_iter().map(|s| s.3));
     }
-    assert_eq!(types.into_iter().collect::<Vec<_>>(), ["counter", "gauge", "histogram"]);
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        ["counter", "gauge", "histogram"]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -66,13 +81,23 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn query(addr: &str, q: &str) -> serde_json::Value {
-    let (status, body) = http(addr, "GET", &format!("/api/v1/query?query={}", urlencode(q)), None).await.expect("query");
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/api/v1/query?query={}", urlencode(q)),
+        None,
+    )
+    .await
+    .expect("query");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
 fn scalar(v: &serde_json::Value) -> f64 {
-    v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

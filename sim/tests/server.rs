@@ -266,3 +266,26 @@ async fn run_writes_file_sd_and_stops_on_cancel() {
         .expect("ok");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn gzip_is_served_when_enabled_and_asked_for() {
+    let (sim, _clock) = start(SimConfig {
+        gzip: true,
+        control_listen: None,
+        ..SimConfig::quiet()
+    })
+    .await;
+    let t = &sim.targets()[0];
+    let addr = addr_of(&t.url);
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "GET /stats/prometheus HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(head.contains("content-encoding: gzip"), "{head:.300}");
+    assert!(head.contains("content-type: text/plain; version=0.0.4"));
+    sim.shutdown().await;
+}

@@ -1,9 +1,10 @@
 //! One series' in-memory samples: a list of closed, immutable chunks and the open chunk new samples
 //! go to, plus the series' time bounds readable without its lock.
 //!
-//! A future WAL logs an append before [`MemSeries::append`] applies it; block cutting takes the
-//! closed chunks older than a boundary (they are immutable, so they can be written out while
-//! appends continue on the open chunk).
+//! Block cutting copies the samples older than a boundary out (readers and appenders carry on),
+//! and once the block is published drops them with [`MemSeries::drop_before`], re-encoding the one
+//! chunk that straddles the boundary. Appends older than the store's lower bound (the newest cut)
+//! are refused under the series lock, so none can slip in behind a cut.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -26,6 +27,8 @@ pub(crate) enum AppendOutcome {
     OutOfOrder(i64),
     /// Same timestamp as the newest sample with a different value.
     Duplicate,
+    /// Older than the store's lower bound: that time range is already in blocks.
+    TooOld,
 }
 
 /// A full chunk that no longer changes.
@@ -108,8 +111,18 @@ impl MemSeries {
     }
 
     /// Appends a sample, cutting a new chunk once the open one holds `samples_per_chunk`.
-    pub(crate) fn append(&self, t: i64, v: f64, samples_per_chunk: u16) -> AppendOutcome {
+    pub(crate) fn append(
+        &self,
+        t: i64,
+        v: f64,
+        samples_per_chunk: u16,
+        min_valid: &AtomicI64,
+    ) -> AppendOutcome {
         let mut chunks = self.chunks.write();
+        // Read under the lock: a cut raises the bound before it takes this lock to copy samples.
+        if t < min_valid.load(Ordering::Acquire) {
+            return AppendOutcome::TooOld;
+        }
         if let Some((last_t, last_bits)) = chunks.open.last() {
             if t < last_t {
                 return AppendOutcome::OutOfOrder(last_t);
@@ -152,6 +165,11 @@ impl MemSeries {
     /// Replaces `out` with the samples in `[mint, maxt]`, oldest first.
     pub(crate) fn read(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         out.clear();
+        self.read_into(mint, maxt, out);
+    }
+
+    /// Appends the samples in `[mint, maxt]` to `out`, oldest first.
+    pub(crate) fn read_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         if mint > maxt || !self.overlaps(mint, maxt) {
             return;
         }
@@ -176,6 +194,46 @@ impl MemSeries {
         }
     }
 
+    /// The newest sample's timestamp, if any.
+    pub(crate) fn max_t(&self) -> Option<i64> {
+        let t = self.max_t.load(Ordering::Acquire);
+        (t != i64::MIN || self.min_t.load(Ordering::Acquire) != i64::MAX).then_some(t)
+    }
+
+    /// Drops the samples older than `boundary`; returns how many.
+    pub(crate) fn drop_before(&self, boundary: i64) -> u64 {
+        if self.min_t.load(Ordering::Acquire) >= boundary {
+            return 0;
+        }
+        let mut chunks = self.chunks.write();
+        let whole = chunks.closed.partition_point(|c| c.max_t < boundary);
+        let mut removed: u64 = chunks.closed.drain(..whole).map(|c| u64::from(c.count)).sum();
+        if let Some(c) = chunks.closed.first_mut() {
+            if c.min_t < boundary {
+                let (kept, rest) = reencode(&c.bytes, c.count, boundary);
+                removed += u64::from(c.count - kept.count());
+                c.min_t = rest.unwrap_or(c.min_t);
+                c.count = kept.count();
+                c.bytes = kept.finish();
+            }
+        } else if chunks.open.count() > 0 && chunks.open_min_t < boundary {
+            let (kept, rest) = reencode(chunks.open.bytes(), chunks.open.count(), boundary);
+            removed += u64::from(chunks.open.count() - kept.count());
+            chunks.open_min_t = rest.unwrap_or(i64::MAX);
+            chunks.open = kept;
+        }
+        let new_min = match chunks.closed.first() {
+            Some(c) => c.min_t,
+            None if chunks.open.count() > 0 => chunks.open_min_t,
+            None => i64::MAX,
+        };
+        self.min_t.store(new_min, Ordering::Release);
+        if new_min == i64::MAX {
+            self.max_t.store(i64::MIN, Ordering::Release);
+        }
+        removed
+    }
+
     /// Heap bytes held by the chunks, plus the series itself.
     pub(crate) fn heap_bytes(&self) -> usize {
         let chunks = self.chunks.read();
@@ -184,6 +242,18 @@ impl MemSeries {
             + chunks.closed.iter().map(|c| c.bytes.len()).sum::<usize>()
             + chunks.open.capacity()
     }
+}
+
+/// A chunk of the samples at or after `boundary` of the given chunk, and the first one's time.
+fn reencode(bytes: &[u8], count: u16, boundary: i64) -> (XorAppender, Option<i64>) {
+    let mut kept = XorAppender::with_capacity(OPEN_CHUNK_BYTES);
+    let mut first = None;
+    for (t, v) in XorIter::new(bytes, count).filter(|&(t, _)| t >= boundary) {
+        first.get_or_insert(t);
+        // Decoded timestamps strictly increase, so this cannot fail.
+        let _ = kept.append(t, v);
+    }
+    (kept, first)
 }
 
 fn push_range(iter: XorIter<'_>, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
@@ -201,6 +271,24 @@ fn push_range(iter: XorIter<'_>, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
 mod tests {
     use super::*;
 
+    static NO_BOUND: AtomicI64 = AtomicI64::new(i64::MIN);
+
+    #[test]
+    fn drop_before_keeps_the_rest_readable() {
+        for boundary in [0, 5, 30, 35, 95, 1000] {
+            let s = MemSeries::default();
+            for i in 0..10 {
+                s.append(i * 10, i as f64, 3, &NO_BOUND);
+            }
+            let want: Vec<(i64, u64)> = read_all(&s).into_iter().filter(|&(t, _)| t >= boundary).collect();
+            let removed = s.drop_before(boundary);
+            assert_eq!(removed as usize, 10 - want.len(), "boundary {boundary}");
+            assert_eq!(read_all(&s), want, "boundary {boundary}");
+            assert_eq!(s.has_sample_in(i64::MIN, i64::MAX), !want.is_empty());
+            assert_eq!(s.append(1000, 1.0, 3, &NO_BOUND), AppendOutcome::Appended);
+        }
+    }
+
     fn read_all(s: &MemSeries) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
         s.read(i64::MIN, i64::MAX, &mut out);
@@ -211,7 +299,7 @@ mod tests {
     fn chunks_are_cut_and_read_across() {
         let s = MemSeries::default();
         for i in 0..10 {
-            assert_eq!(s.append(i * 10, i as f64, 3), AppendOutcome::Appended);
+            assert_eq!(s.append(i * 10, i as f64, 3, &NO_BOUND), AppendOutcome::Appended);
         }
         assert_eq!(s.chunks.read().closed.len(), 3);
         assert_eq!(read_all(&s).len(), 10);
@@ -238,10 +326,10 @@ mod tests {
     #[test]
     fn order_rules() {
         let s = MemSeries::default();
-        assert_eq!(s.append(100, 1.0, 120), AppendOutcome::Appended);
-        assert_eq!(s.append(100, 1.0, 120), AppendOutcome::Unchanged);
-        assert_eq!(s.append(100, 2.0, 120), AppendOutcome::Duplicate);
-        assert_eq!(s.append(99, 1.0, 120), AppendOutcome::OutOfOrder(100));
+        assert_eq!(s.append(100, 1.0, 120, &NO_BOUND), AppendOutcome::Appended);
+        assert_eq!(s.append(100, 1.0, 120, &NO_BOUND), AppendOutcome::Unchanged);
+        assert_eq!(s.append(100, 2.0, 120, &NO_BOUND), AppendOutcome::Duplicate);
+        assert_eq!(s.append(99, 1.0, 120, &NO_BOUND), AppendOutcome::OutOfOrder(100));
         assert!(s.overlaps(100, 100) && !s.overlaps(101, 200) && !s.overlaps(0, 99));
         assert_eq!(read_all(&s), [(100, 1f64.to_bits())]);
     }
@@ -250,9 +338,9 @@ mod tests {
     fn stale_marker_repeat_is_unchanged_but_plain_nan_differs() {
         let s = MemSeries::default();
         let stale = f64::from_bits(meshfed_model::STALE_NAN_BITS);
-        assert_eq!(s.append(1, stale, 120), AppendOutcome::Appended);
-        assert_eq!(s.append(1, stale, 120), AppendOutcome::Unchanged);
-        assert_eq!(s.append(1, f64::NAN, 120), AppendOutcome::Duplicate);
+        assert_eq!(s.append(1, stale, 120, &NO_BOUND), AppendOutcome::Appended);
+        assert_eq!(s.append(1, stale, 120, &NO_BOUND), AppendOutcome::Unchanged);
+        assert_eq!(s.append(1, f64::NAN, 120, &NO_BOUND), AppendOutcome::Duplicate);
         assert_eq!(read_all(&s), [(1, meshfed_model::STALE_NAN_BITS)]);
     }
 }

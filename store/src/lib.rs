@@ -12,18 +12,39 @@
 //! holding Gorilla-compressed chunks. Ingest finds a series without locking and then takes only
 //! that series' lock, so many writers and readers proceed in parallel; the registry's write lock
 //! is taken only to create a series.
+//!
+//! [`Store::open`] makes the store persistent: every series creation and accepted sample is
+//! logged to a checksummed write-ahead log, [`Store::commit`] makes what was appended durable
+//! (group commit), and [`Store::maintain`] cuts old head data into immutable block files, compacts
+//! them and applies retention. Reads span head and blocks transparently. See `docs/store.md`.
 
+mod block;
 mod chunk;
+mod error;
 mod head;
+mod maintain;
+mod persist;
 mod postings;
 mod registry;
 mod select;
 mod symbols;
 mod table;
+mod wal;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use meshfed_model::{Labels, Matcher, Sample};
 
+pub use crate::block::BlockInfo;
+pub use crate::error::{Result, StoreError};
+pub use crate::maintain::MaintenanceReport;
+pub use crate::wal::replay::ReplayStats;
+
+use crate::block::set::BlockSet;
 use crate::head::AppendOutcome;
+use crate::persist::Disk;
+use crate::postings::SeriesId;
 use crate::registry::Registry;
 use crate::table::SeriesTable;
 
@@ -55,19 +76,55 @@ pub enum AppendError {
     /// The ref does not name a series of this store.
     #[error("unknown series ref {0:?}")]
     UnknownSeries(SeriesRef),
+    /// The sample is older than the newest head cut: that range is already in blocks.
+    #[error("sample at {timestamp_ms} for series {series:?} is before the head's lower bound {min_valid_ms}")]
+    OutOfBounds {
+        /// The series.
+        series: SeriesRef,
+        /// The refused timestamp.
+        timestamp_ms: i64,
+        /// The oldest timestamp the head accepts.
+        min_valid_ms: i64,
+    },
 }
 
-/// Store tuning.
+/// Store tuning. Only `samples_per_chunk` matters to an in-memory store ([`Store::new`]).
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// Samples per head chunk before a new chunk is started.
     pub samples_per_chunk: usize,
+    /// A WAL segment is closed and a new one started past this size.
+    pub wal_segment_bytes: u64,
+    /// Also fsync the WAL on this interval (a background thread); `None`: only [`Store::commit`]
+    /// fsyncs.
+    pub wal_fsync_interval_ms: Option<u64>,
+    /// [`Store::maintain`] keeps this much of the newest data in the head and cuts the rest.
+    pub head_window_ms: i64,
+    /// Cut boundaries are multiples of this.
+    pub block_duration_ms: i64,
+    /// Compaction merges adjacent blocks while their combined span stays within this.
+    pub compact_max_block_ms: i64,
+    /// Blocks ending this long before the newest sample are deleted.
+    pub retention_ms: Option<i64>,
+    /// The oldest blocks are deleted while all blocks together exceed this.
+    pub retention_bytes: Option<u64>,
+    /// Check every chunk's checksum when opening (otherwise only footers and indexes).
+    pub verify_blocks_on_open: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
+        const HOUR_MS: i64 = 3_600_000;
         Self {
             samples_per_chunk: 120,
+            wal_segment_bytes: 128 << 20,
+            wal_fsync_interval_ms: None,
+            head_window_ms: 2 * HOUR_MS,
+            block_duration_ms: 2 * HOUR_MS,
+            compact_max_block_ms: 24 * HOUR_MS,
+            retention_ms: Some(15 * 24 * HOUR_MS),
+            retention_bytes: None,
+            verify_blocks_on_open: true,
         }
     }
 }
@@ -86,7 +143,7 @@ pub struct SeriesHandle {
 pub struct StoreStats {
     /// Series ever created.
     pub series: u64,
-    /// Samples appended and kept.
+    /// Samples appended and kept (head and blocks).
     pub samples: u64,
 }
 
@@ -122,6 +179,18 @@ pub struct MemoryStats {
     pub chunk_bytes: u64,
 }
 
+impl AppendStats {
+    fn count(&mut self, outcome: Option<AppendOutcome>) {
+        match outcome {
+            Some(AppendOutcome::Appended) => self.appended += 1,
+            Some(AppendOutcome::Unchanged) => self.unchanged += 1,
+            Some(AppendOutcome::OutOfOrder(_) | AppendOutcome::TooOld) => self.out_of_order += 1,
+            Some(AppendOutcome::Duplicate) => self.duplicate += 1,
+            None => self.unknown_series += 1,
+        }
+    }
+}
+
 impl MemoryStats {
     /// The total of every part.
     pub fn total_bytes(&self) -> u64 {
@@ -139,6 +208,10 @@ pub struct Store {
     samples_per_chunk: u16,
     registry: Registry,
     table: SeriesTable,
+    /// Appends older than this are refused (the newest cut boundary).
+    min_valid: AtomicI64,
+    /// WAL and blocks, when opened from a directory.
+    disk: Option<Disk>,
 }
 
 impl Store {
@@ -149,14 +222,35 @@ impl Store {
             samples_per_chunk,
             registry: Registry::default(),
             table: SeriesTable::default(),
+            min_valid: AtomicI64::new(i64::MIN),
+            disk: None,
+        }
+    }
+
+    /// The published blocks, if persistent.
+    fn block_set(&self) -> Option<Arc<BlockSet>> {
+        self.disk.as_ref().map(|d| d.blocks.read().clone())
+    }
+
+    /// Whether `id` has a sample in `[mint, maxt]` in the head (past the floor) or a block.
+    fn has_sample_in(&self, set: Option<&BlockSet>, id: SeriesId, mint: i64, maxt: i64) -> bool {
+        match set {
+            None => self.table.has_sample_in(id, mint, maxt),
+            Some(set) => {
+                self.table.has_sample_in(id, mint.max(set.floor), maxt) || set.has_sample_in(id, mint, maxt)
+            }
         }
     }
 
     /// The ref of the series with exactly `labels`, creating it if new.
     pub fn get_or_create(&self, labels: &Labels) -> SeriesRef {
-        SeriesRef(u64::from(
-            self.registry.get_or_create(labels, |id| self.table.push(id)),
-        ))
+        SeriesRef(u64::from(self.registry.get_or_create(labels, |id| {
+            self.table.push(id);
+            // Under the registry's write lock: the log's series order is the id order.
+            if let Some(disk) = &self.disk {
+                disk.wal.lock().log_series(u64::from(id), labels);
+            }
+        })))
     }
 
     /// The ref of the series with exactly `labels`, if it exists.
@@ -173,14 +267,26 @@ impl Store {
 
     fn append_one(&self, series: SeriesRef, timestamp_ms: i64, value: f64) -> Option<AppendOutcome> {
         self.table.with(series.0, |s| {
-            s.append(timestamp_ms, value, self.samples_per_chunk)
+            s.append(timestamp_ms, value, self.samples_per_chunk, &self.min_valid)
         })
     }
 
     /// Appends one sample. Samples must arrive in time order per series (an identical repeat of the
     /// newest sample is accepted and ignored).
     pub fn append(&self, series: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
-        match self.append_one(series, timestamp_ms, value) {
+        let outcome = match &self.disk {
+            None => self.append_one(series, timestamp_ms, value),
+            Some(disk) => {
+                let mut wal = disk.wal.lock();
+                let outcome = self.append_one(series, timestamp_ms, value);
+                if outcome == Some(AppendOutcome::Appended) {
+                    wal.scratch.push((series.0, timestamp_ms, value.to_bits()));
+                    wal.log_scratch();
+                }
+                outcome
+            }
+        };
+        match outcome {
             Some(AppendOutcome::Appended) => {
                 self.table.count_samples(1);
                 Ok(())
@@ -192,22 +298,39 @@ impl Store {
                 newest_ms,
             }),
             Some(AppendOutcome::Duplicate) => Err(AppendError::DuplicateTimestamp { series, timestamp_ms }),
+            Some(AppendOutcome::TooOld) => Err(AppendError::OutOfBounds {
+                series,
+                timestamp_ms,
+                min_valid_ms: self.min_valid.load(Ordering::Relaxed),
+            }),
             None => Err(AppendError::UnknownSeries(series)),
         }
     }
 
-    /// Appends many samples, counting refusals instead of stopping at the first.
+    /// Appends many samples, counting refusals instead of stopping at the first (samples before
+    /// the head's lower bound count as `out_of_order`). In a persistent store the accepted samples
+    /// are logged as one WAL record; call [`Store::commit`] to make them durable.
     pub fn append_batch(&self, samples: &[(SeriesRef, i64, f64)]) -> AppendStats {
         let mut stats = AppendStats::default();
-        for &(series, t, v) in samples {
-            match self.append_one(series, t, v) {
-                Some(AppendOutcome::Appended) => stats.appended += 1,
-                Some(AppendOutcome::Unchanged) => stats.unchanged += 1,
-                Some(AppendOutcome::OutOfOrder(_)) => stats.out_of_order += 1,
-                Some(AppendOutcome::Duplicate) => stats.duplicate += 1,
-                None => stats.unknown_series += 1,
+        let Some(disk) = &self.disk else {
+            for &(series, t, v) in samples {
+                stats.count(self.append_one(series, t, v));
             }
+            self.table.count_samples(stats.appended);
+            return stats;
+        };
+        // The batch is applied and logged under the WAL lock, so the log's per-series order is
+        // the head's and replay accepts exactly what was accepted here.
+        let mut wal = disk.wal.lock();
+        for &(series, t, v) in samples {
+            let outcome = self.append_one(series, t, v);
+            if outcome == Some(AppendOutcome::Appended) {
+                wal.scratch.push((series.0, t, v.to_bits()));
+            }
+            stats.count(outcome);
         }
+        wal.log_scratch();
+        drop(wal);
         self.table.count_samples(stats.appended);
         stats
     }
@@ -215,11 +338,12 @@ impl Store {
     /// Series matching every matcher that have at least one sample in `[mint_ms, maxt_ms]`,
     /// sorted by labels. An empty matcher list selects nothing.
     pub fn select(&self, matchers: &[Matcher], mint_ms: i64, maxt_ms: i64) -> Vec<SeriesHandle> {
+        let set = self.block_set();
         let registry = self.registry.read();
         let mut out: Vec<SeriesHandle> = registry
             .select(matchers)
             .into_iter()
-            .filter(|&id| self.table.has_sample_in(id, mint_ms, maxt_ms))
+            .filter(|&id| self.has_sample_in(set.as_deref(), id, mint_ms, maxt_ms))
             .map(|id| SeriesHandle {
                 series: SeriesRef(u64::from(id)),
                 labels: registry.labels(id),
@@ -234,15 +358,24 @@ impl Store {
     /// first, including staleness markers.
     pub fn read_samples(&self, series: SeriesRef, mint_ms: i64, maxt_ms: i64, out: &mut Vec<Sample>) {
         out.clear();
-        self.table.with(series.0, |s| s.read(mint_ms, maxt_ms, out));
+        let Some(set) = self.block_set() else {
+            self.table.with(series.0, |s| s.read(mint_ms, maxt_ms, out));
+            return;
+        };
+        if let Ok(id) = SeriesId::try_from(series.0) {
+            set.read_into(id, mint_ms, maxt_ms, out);
+        }
+        self.table
+            .with(series.0, |s| s.read_into(mint_ms.max(set.floor), maxt_ms, out));
     }
 
     /// Sorted label names of series matching any of the matcher sets (all series when empty) with
     /// samples in the range.
     pub fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint_ms: i64, maxt_ms: i64) -> Vec<String> {
-        self.registry
-            .read()
-            .label_names(matcher_sets, |id| self.table.has_sample_in(id, mint_ms, maxt_ms))
+        let set = self.block_set();
+        self.registry.read().label_names(matcher_sets, |id| {
+            self.has_sample_in(set.as_deref(), id, mint_ms, maxt_ms)
+        })
     }
 
     /// Sorted values of label `name` among series matching any of the matcher sets (all series
@@ -254,18 +387,20 @@ impl Store {
         mint_ms: i64,
         maxt_ms: i64,
     ) -> Vec<String> {
+        let set = self.block_set();
         self.registry.read().label_values(name, matcher_sets, |id| {
-            self.table.has_sample_in(id, mint_ms, maxt_ms)
+            self.has_sample_in(set.as_deref(), id, mint_ms, maxt_ms)
         })
     }
 
     /// Label sets of series matching any of the matcher sets with samples in the range, sorted.
     pub fn series(&self, matcher_sets: &[Vec<Matcher>], mint_ms: i64, maxt_ms: i64) -> Vec<Labels> {
+        let set = self.block_set();
         let registry = self.registry.read();
         let mut out: Vec<Labels> = registry
             .select_any(matcher_sets)
             .into_iter()
-            .filter(|&id| self.table.has_sample_in(id, mint_ms, maxt_ms))
+            .filter(|&id| self.has_sample_in(set.as_deref(), id, mint_ms, maxt_ms))
             .map(|id| registry.labels(id))
             .collect();
         drop(registry);
@@ -277,7 +412,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             series: self.registry.read().len() as u64,
-            samples: self.table.samples(),
+            samples: self.table.samples() + self.block_set().map_or(0, |s| s.samples()),
         }
     }
 

@@ -89,9 +89,19 @@ impl SeriesTable {
         }
     }
 
+    /// Uncounts `n` samples dropped from the head (one shard may go "negative"; the sum wraps
+    /// back).
+    pub(crate) fn uncount_samples(&self, n: u64) {
+        if n > 0 {
+            self.samples[shard()].0.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
     /// Samples stored in all series.
     pub(crate) fn samples(&self) -> u64 {
-        self.samples.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+        self.samples
+            .iter()
+            .fold(0u64, |acc, s| acc.wrapping_add(s.0.load(Ordering::Relaxed)))
     }
 
     /// Approximate heap bytes of the table and every series' chunks.

@@ -18,6 +18,7 @@ fn parallel_ingest_and_queries() {
     const STEPS: i64 = 150;
     let store = Arc::new(Store::new(StoreOptions {
         samples_per_chunk: 16,
+        ..StoreOptions::default()
     }));
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)

@@ -23,7 +23,10 @@ fn c() -> Labels {
 /// A: samples at 1s and 2s; B: at 5s; C: at 1s, 4s, 7s, 10s; D: no samples at all.
 fn store() -> Store {
     // Two samples per chunk, so C's range spans chunks.
-    let store = Store::new(StoreOptions { samples_per_chunk: 2 });
+    let store = Store::new(StoreOptions {
+        samples_per_chunk: 2,
+        ..StoreOptions::default()
+    });
     let ra = store.get_or_create(&a());
     let rb = store.get_or_create(&b());
     let rc = store.get_or_create(&c());

@@ -103,7 +103,7 @@ proptest! {
 
     #[test]
     fn store_matches_reference_model(chunk in 1usize..6, ops in prop::collection::vec(op(), 0..120)) {
-        let store = Store::new(StoreOptions { samples_per_chunk: chunk });
+        let store = Store::new(StoreOptions { samples_per_chunk: chunk, ..StoreOptions::default() });
         let refs: Vec<SeriesRef> = (0..6).map(|i| store.get_or_create(&labels(i))).collect();
         let mut model = Model { series: vec![BTreeMap::new(); 6], refs: refs.clone() };
         let mut kept = 0u64;

@@ -40,6 +40,8 @@ impl SteppedMesh {
         let agg_config = AggregatorConfig {
             relay_listen: "127.0.0.1:0".into(),
             http_listen: "127.0.0.1:0".into(),
+            // Security is covered by relay_security.rs; these tests are about data.
+            insecure: true,
             ..AggregatorConfig::default()
         };
         let aggregator = Aggregator::start(&agg_config, stop.clone()).await?;

@@ -21,6 +21,8 @@ async fn stored_totals_equal_what_the_simulator_served() {
         scrape_interval_secs: 1.0,
         // Generous, so a loaded test machine does not fail a scrape the simulator counted as served.
         scrape_timeout_ms: Some(5_000),
+        // As the demo runs: mTLS with a development CA.
+        tls_dir: Some(std::env::temp_dir().join(format!("meshfed-live-mesh-{}", std::process::id()))),
         ..MeshOptions::default()
     };
     let mut mesh = LocalMesh::start(options).await.expect("start");

@@ -11,6 +11,30 @@ use crate::labels::{Label, Labels, METRIC_NAME};
 /// A raw label pair borrowed from the body; the value is unescaped (owned only if it had escapes).
 pub(super) type RawLabel<'a> = (&'a str, Cow<'a, str>);
 
+/// Where a label scanner puts the pairs it finds: a `Vec` when building label sets, `()` when only
+/// checking the syntax (streaming).
+pub(super) trait LabelSink<'a> {
+    /// Takes one pair; `value` is as written between the quotes, `escaped` when it has escapes.
+    fn push(&mut self, name: &'a str, value: &'a str, escaped: bool);
+}
+
+impl<'a> LabelSink<'a> for Vec<RawLabel<'a>> {
+    #[inline]
+    fn push(&mut self, name: &'a str, value: &'a str, escaped: bool) {
+        let value = if escaped {
+            Cow::Owned(unescape(value, true))
+        } else {
+            Cow::Borrowed(value)
+        };
+        Vec::push(self, (name, value));
+    }
+}
+
+impl<'a> LabelSink<'a> for () {
+    #[inline]
+    fn push(&mut self, _: &'a str, _: &'a str, _: bool) {}
+}
+
 /// A cursor over an exposition body that knows the current line.
 pub(super) struct Lexer<'a> {
     pub src: &'a str,
@@ -80,10 +104,8 @@ impl<'a> Lexer<'a> {
 
     /// The offset of the end of the current line (its `\n` or the end of the body).
     pub fn line_end(&self) -> usize {
-        self.b[self.pos.min(self.b.len())..]
-            .iter()
-            .position(|&c| c == b'\n')
-            .map_or(self.b.len(), |i| self.pos + i)
+        let from = self.pos.min(self.b.len());
+        memchr::memchr(b'\n', &self.b[from..]).map_or(self.b.len(), |i| from + i)
     }
 
     /// Moves past the end of the current line and starts the next.
@@ -102,16 +124,26 @@ impl<'a> Lexer<'a> {
     }
 
     /// Scans a metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) or a label name (no `:`).
+    #[inline]
     pub fn name(&mut self, metric: bool) -> Option<&'a str> {
         let start = self.pos;
-        let ok_start = |c: u8| c.is_ascii_alphabetic() || c == b'_' || (metric && c == b':');
-        if !self.peek().is_some_and(ok_start) {
+        let (first, rest) = if metric {
+            (METRIC_START, METRIC_CONT)
+        } else {
+            (LABEL_START, LABEL_CONT)
+        };
+        if !self
+            .peek()
+            .is_some_and(|c| NAME_CLASS[usize::from(c)] & first != 0)
+        {
             return None;
         }
-        self.pos += 1;
-        while self.peek().is_some_and(|c| ok_start(c) || c.is_ascii_digit()) {
-            self.pos += 1;
-        }
+        let tail = &self.b[start + 1..];
+        let len = tail
+            .iter()
+            .position(|&c| NAME_CLASS[usize::from(c)] & rest == 0)
+            .unwrap_or(tail.len());
+        self.pos = start + 1 + len;
         Some(&self.src[start..self.pos])
     }
 
@@ -124,10 +156,11 @@ impl<'a> Lexer<'a> {
         &self.src[start..self.pos]
     }
 
-    /// Scans a double-quoted label value at the cursor and unescapes `\\`, `\"` and `\n`; any other
-    /// escape is kept as written (as Prometheus and `prometheus_client` do). A raw newline inside the
-    /// quotes is allowed only when `multiline` (the 0.0.4 lexer accepts it).
-    pub fn quoted(&mut self, multiline: bool) -> Scan<Cow<'a, str>> {
+    /// Scans a double-quoted label value at the cursor: the text between the quotes as written (any
+    /// UTF-8; `\\`, `\"` and `\n` are escapes, see [`unescape`]), and whether it contains escapes.
+    /// A raw newline inside the quotes is allowed only when `multiline` (the 0.0.4 lexer accepts it).
+    #[inline]
+    pub fn quoted_raw(&mut self, multiline: bool) -> Scan<(&'a str, bool)> {
         let open = self.pos;
         if !self.eat(b'"') {
             return fail(open, "expected '\"' to start a label value");
@@ -136,35 +169,63 @@ impl<'a> Lexer<'a> {
         let (line, line_start) = (self.line, self.line_start);
         let mut escaped = false;
         loop {
-            match self.peek() {
-                Some(b'"') => break,
-                Some(b'\\') if !matches!(self.b.get(self.pos + 1), None | Some(b'\n')) => {
+            // Label values are mostly plain: jump straight to the next byte that matters.
+            let Some(i) = memchr::memchr3(b'"', b'\\', b'\n', &self.b[self.pos..]) else {
+                self.pos = self.b.len();
+                (self.line, self.line_start) = (line, line_start);
+                return fail(open, "unterminated label value");
+            };
+            self.pos += i;
+            match self.b[self.pos] {
+                b'"' => break,
+                b'\\' if !matches!(self.b.get(self.pos + 1), None | Some(b'\n')) => {
                     escaped = true;
                     self.pos += 2;
                 }
-                Some(b'\n') if multiline => {
+                b'\n' if multiline => {
                     self.pos += 1;
                     self.line += 1;
                     self.line_start = self.pos;
                 }
-                None | Some(b'\\' | b'\n') => {
+                _ => {
                     (self.line, self.line_start) = (line, line_start);
                     return fail(open, "unterminated label value");
                 }
-                Some(_) => self.pos += 1,
             }
         }
         let raw = &self.src[start..self.pos];
         self.pos += 1;
-        Ok(if escaped {
-            Cow::Owned(unescape(raw, true))
-        } else {
-            Cow::Borrowed(raw)
-        })
+        Ok((raw, escaped))
     }
 }
 
-/// Replaces `\\` and `\n` (and `\"` when `quote`) by the characters they stand for.
+const METRIC_START: u8 = 1;
+const METRIC_CONT: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CONT: u8 = 8;
+
+/// Which name positions each byte may take, as bit flags (`[a-zA-Z_]` anywhere, digits after the
+/// first byte, `:` only in metric names).
+static NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alpha = b.is_ascii_alphabetic() || b == b'_';
+        if alpha {
+            t[c] = METRIC_START | METRIC_CONT | LABEL_START | LABEL_CONT;
+        } else if b.is_ascii_digit() {
+            t[c] = METRIC_CONT | LABEL_CONT;
+        } else if b == b':' {
+            t[c] = METRIC_START | METRIC_CONT;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// Replaces `\\` and `\n` (and `\"` when `quote`) by the characters they stand for; any other
+/// escape is kept as written (as Prometheus and `prometheus_client` do).
 pub(super) fn unescape(raw: &str, quote: bool) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
@@ -248,26 +309,79 @@ pub(super) fn parse_secs(s: &str) -> Option<(i64, f64)> {
 
 /// Builds a sorted [`Labels`] from a sample name and its raw labels, failing with the first
 /// duplicated label name. Empty values are dropped after the duplicate check.
-pub(super) fn build_labels(name: Option<&str>, raw: &mut Vec<RawLabel<'_>>) -> Result<Labels, String> {
-    let mut v = Vec::with_capacity(raw.len() + 1);
-    if let Some(n) = name {
-        v.push(Label {
-            name: METRIC_NAME.to_owned(),
-            value: n.to_owned(),
-        });
+pub(super) fn build_labels<'a>(name: Option<&'a str>, raw: &mut Vec<RawLabel<'a>>) -> Result<Labels, String> {
+    LabelSorter::default().build(name, raw)
+}
+
+/// Turns raw label pairs into sorted [`Labels`], remembering the sort order of the last label-name
+/// layout: a family's samples nearly always repeat it (Envoy writes every series of a family with
+/// the same names in the same order), so the next sample with that layout skips the sort and the
+/// duplicate check.
+#[derive(Default)]
+pub(super) struct LabelSorter<'a> {
+    /// The label names of the last layout, in input order (`__name__` first when present).
+    names: Vec<&'a str>,
+    /// Input indices in label-name order.
+    order: Vec<usize>,
+    /// The first repeated name of that layout.
+    duplicate: Option<&'a str>,
+}
+
+impl<'a> LabelSorter<'a> {
+    /// Builds the label set of a sample named `name` (or of an exemplar, without a name) from its
+    /// raw labels, draining them.
+    pub fn build(&mut self, name: Option<&'a str>, raw: &mut Vec<RawLabel<'a>>) -> Result<Labels, String> {
+        let skip = usize::from(name.is_none());
+        let n = raw.len() + 1 - skip;
+        let name_at = |i: usize| {
+            if i + skip == 0 {
+                METRIC_NAME
+            } else {
+                raw[i + skip - 1].0
+            }
+        };
+        let same = self.names.len() == n && (0..n).all(|i| self.names[i] == name_at(i));
+        if !same {
+            self.names.clear();
+            self.names.extend((0..n).map(name_at));
+            self.order.clear();
+            self.order.extend(0..n);
+            let names = &self.names;
+            self.order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
+            self.duplicate = self
+                .order
+                .windows(2)
+                .find(|w| names[w[0]] == names[w[1]])
+                .map(|w| names[w[0]]);
+        }
+        if let Some(d) = self.duplicate {
+            raw.clear();
+            return Err(format!("duplicate label name {d:?}"));
+        }
+        let mut v = Vec::with_capacity(n);
+        for &i in &self.order {
+            let i = i + skip;
+            if i == 0 {
+                if let Some(name) = name.filter(|n| !n.is_empty()) {
+                    v.push(Label {
+                        name: METRIC_NAME.to_owned(),
+                        value: name.to_owned(),
+                    });
+                }
+                continue;
+            }
+            let (label, value) = &mut raw[i - 1];
+            if value.is_empty() {
+                continue;
+            }
+            v.push(Label {
+                name: (*label).to_owned(),
+                value: std::mem::take(value).into_owned(),
+            });
+        }
+        raw.clear();
+        Ok(Labels::from_sorted_unique(v))
     }
-    for (n, val) in raw.drain(..) {
-        v.push(Label {
-            name: n.to_owned(),
-            value: val.into_owned(),
-        });
-    }
-    v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(format!("duplicate label name {:?}", w[0].name));
-    }
-    v.retain(|l| !l.value.is_empty());
-    Ok(Labels::from_sorted_unique(v))
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! strict; its semantic rules (those of the reference parser `prometheus_client`, which the
 //! OpenMetrics parser test suite checks) apply under [`Validation::Strict`], which [`check`] uses,
 //! while [`parse`] uses [`Validation::Scrape`] so that real clients' spec slips do not fail a scrape.
+//!
+//! [`for_each_sample`] is the lower-level streaming form for scrapers that cache series: it checks
+//! the same syntax as [`parse`] but hands each sample over as a [`RawSample`] that borrows its
+//! series text (`name{labels}` exactly as written) and builds a [`Labels`] only when asked.
 
 use crate::labels::Labels;
 
@@ -231,6 +235,67 @@ pub fn check_with(body: &str, format: Format, validation: Validation) -> Vec<Par
     parse_inner(body, format, validation, &mut errors, false);
     errors.sort_by_key(|e| (e.line, e.column));
     errors
+}
+
+/// Streams the samples of `body` to `f`, in order, without building label sets: the steady-state
+/// path of a scraper that caches series by their text. Checks the same syntax as [`parse`]
+/// ([`Validation::Scrape`]) and stops at the first error, after the samples before it were passed
+/// to `f` (a scraper discards the scrape). Two things differ from [`parse`]: a repeated label name
+/// is reported by [`RawSample::labels`] rather than here, and exemplars are checked but not
+/// returned. Allocates per family, not per sample.
+pub fn for_each_sample<'a>(
+    body: &'a str,
+    format: Format,
+    mut f: impl FnMut(RawSample<'a>),
+) -> Result<(), ParseError> {
+    match format {
+        Format::PrometheusText => text::for_each(body, &mut f),
+        Format::OpenMetrics => openmetrics::for_each(body, &mut f),
+    }
+}
+
+/// One sample as [`for_each_sample`] streams it, borrowing from the body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RawSample<'a> {
+    /// The series exactly as written, `name` or `name{labels}` (from the name through `}`): equal
+    /// texts mean equal label sets, so this is the key for a per-target series cache. The same
+    /// series written differently (other label order or spacing) has another text.
+    pub series_text: &'a str,
+    /// The sample's name (`foo_bucket`).
+    pub name: &'a str,
+    /// The value.
+    pub value: f64,
+    /// The exposed timestamp in milliseconds since the epoch, if any.
+    pub timestamp_ms: Option<i64>,
+    /// The type of the family the sample belongs to, grouped as [`parse`] groups it.
+    pub metric_type: MetricType,
+    /// 1-based line number of the sample.
+    pub line: usize,
+    line_start: usize,
+    format: Format,
+}
+
+impl RawSample<'_> {
+    /// Builds the sample's label set (with `__name__`, without empty values), exactly as [`parse`]
+    /// would: the slow path, for a series not yet cached. Fails when a label name is repeated.
+    pub fn labels(&self) -> Result<Labels, ParseError> {
+        let mut raw = Vec::new();
+        let scanned = match self.format {
+            Format::PrometheusText => text::series_labels(self.series_text, &mut raw),
+            Format::OpenMetrics => openmetrics::series_labels(self.series_text, &mut raw),
+        };
+        let error = |pos: usize, reason: std::borrow::Cow<'static, str>| {
+            // Positions are relative to the series text; report them on the sample's line.
+            ParseError::at(self.series_text, self.line, 0, pos, reason)
+        };
+        scanned.map_err(|f| error(f.pos, f.reason))?;
+        lexer::build_labels(Some(self.name), &mut raw).map_err(|r| error(0, r.into()))
+    }
+
+    /// Byte offset of the sample's line in the body.
+    pub fn line_offset(&self) -> usize {
+        self.line_start
+    }
 }
 
 fn parse_inner(

@@ -7,9 +7,13 @@
 
 use std::collections::HashSet;
 
-use super::lexer::{Fail, Lexer, RawLabel, Scan, build_labels, fail, parse_float, parse_secs, unescape_help};
+use super::lexer::{
+    Fail, LabelSink, LabelSorter, Lexer, RawLabel, Scan, build_labels, fail, parse_float, parse_secs,
+    unescape_help,
+};
 use super::om_rules::{self, Group};
-use super::{Exemplar, ExpositionSample, Format, MetricFamily, MetricType, ParseError};
+use super::text::Emit;
+use super::{Exemplar, ExpositionSample, Format, MetricFamily, MetricType, ParseError, RawSample};
 
 /// The most characters an exemplar's label names and values may have together.
 const EXEMPLAR_MAX_CHARS: usize = 128;
@@ -31,7 +35,7 @@ pub(super) struct Current {
     pub group: Group,
 }
 
-struct OmParser<'a> {
+struct OmParser<'a, 'f> {
     /// Whether to apply the semantic rules ([`super::Validation::Strict`]).
     strict: bool,
     lx: Lexer<'a>,
@@ -40,8 +44,12 @@ struct OmParser<'a> {
     /// Every sample name a finished family may use, to detect clashes and interleaving.
     seen_names: HashSet<String>,
     labels: Vec<RawLabel<'a>>,
+    sorter: LabelSorter<'a>,
     eof: bool,
     errors: Vec<ParseError>,
+    /// Where samples go when streaming; `None` collects them into `families` (which then hold
+    /// only names and types).
+    emit: Option<Emit<'f, 'a>>,
 }
 
 /// Parses an OpenMetrics body, pushing errors; stops at the first when `fail_fast`. Only syntax is
@@ -52,42 +60,74 @@ pub(super) fn parse(
     errors: &mut Vec<ParseError>,
     fail_fast: bool,
 ) -> Vec<MetricFamily> {
-    let mut p = OmParser {
-        strict,
-        lx: Lexer::new(body),
-        families: Vec::new(),
-        cur: None,
-        seen_names: HashSet::new(),
-        labels: Vec::new(),
-        eof: false,
-        errors: Vec::new(),
-    };
-    let stop = |p: &OmParser<'_>| fail_fast && !p.errors.is_empty();
-    while !p.lx.at_end() && !stop(&p) {
-        if let Err(f) = p.line() {
-            let e = p.lx.error(f);
-            p.errors.push(e);
-        }
-        p.lx.next_line();
-    }
-    if !stop(&p) {
-        p.finish_family();
-        if !p.eof {
-            let e = ParseError::at(
-                body,
-                p.lx.line,
-                p.lx.line_start,
-                body.len(),
-                "missing # EOF at the end",
-            );
-            p.errors.push(e);
-        }
-    }
+    let mut p = OmParser::new(body, strict, None);
+    p.run(fail_fast);
     errors.append(&mut p.errors);
     p.families
 }
 
-impl<'a> OmParser<'a> {
+/// Streams the samples of an OpenMetrics body (scrape validation) to `emit` without building label
+/// sets; stops at the first error.
+pub(super) fn for_each<'a>(body: &'a str, emit: Emit<'_, 'a>) -> Result<(), ParseError> {
+    let mut p = OmParser::new(body, false, Some(emit));
+    p.run(true);
+    p.errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Scans the label pairs of an OpenMetrics series text (`name{...}`) into `out`.
+pub(super) fn series_labels<'a>(series: &'a str, out: &mut Vec<RawLabel<'a>>) -> Scan<()> {
+    let mut lx = Lexer::new(series);
+    lx.name(true);
+    if lx.eat(b'{') {
+        label_set(&mut lx, out)?;
+    }
+    Ok(())
+}
+
+impl<'a, 'f> OmParser<'a, 'f> {
+    fn new(body: &'a str, strict: bool, emit: Option<Emit<'f, 'a>>) -> Self {
+        OmParser {
+            strict,
+            lx: Lexer::new(body),
+            families: Vec::new(),
+            cur: None,
+            seen_names: HashSet::new(),
+            labels: Vec::new(),
+            sorter: LabelSorter::default(),
+            eof: false,
+            errors: Vec::new(),
+            emit,
+        }
+    }
+
+    fn run(&mut self, fail_fast: bool) {
+        let body = self.lx.src;
+        let stop = |p: &Self| fail_fast && !p.errors.is_empty();
+        while !self.lx.at_end() && !stop(self) {
+            if let Err(f) = self.line() {
+                self.labels.clear();
+                let e = self.lx.error(f);
+                self.errors.push(e);
+            }
+            self.lx.next_line();
+        }
+        if !stop(self) {
+            self.finish_family();
+            if !self.eof {
+                let e = ParseError::at(
+                    body,
+                    self.lx.line,
+                    self.lx.line_start,
+                    body.len(),
+                    "missing # EOF at the end",
+                );
+                self.errors.push(e);
+            }
+        }
+    }
+}
+
+impl<'a> OmParser<'a, '_> {
     fn here(&self) -> LinePos {
         LinePos {
             line: self.lx.line,
@@ -153,9 +193,11 @@ impl<'a> OmParser<'a> {
             self.finish_family();
             self.start_family(name, false);
         }
+        let streaming = self.emit.is_some();
         let (fam, cur) = self.current_mut();
         match keyword {
             "HELP" if fam.help.is_some() && strict => return fail(start, format!("second HELP for {name}")),
+            "HELP" if streaming => {}
             "HELP" => fam.help = fam.help.take().or_else(|| Some(unescape_help(text))),
             "UNIT" if fam.unit.is_some() && strict => return fail(start, format!("second UNIT for {name}")),
             "UNIT" => fam.unit = fam.unit.take().or_else(|| Some(text.to_owned())),
@@ -177,14 +219,20 @@ impl<'a> OmParser<'a> {
     /// `name{labels} value [timestamp] [# {labels} value [timestamp]]`.
     fn sample(&mut self) -> Scan<()> {
         let start = self.lx.pos;
+        let here = self.here();
         let name = self
             .lx
             .name(true)
             .map_or_else(|| fail(start, "expected a metric name"), Ok)?;
-        self.labels.clear();
+        let streaming = self.emit.is_some();
         if self.lx.eat(b'{') {
-            label_set(&mut self.lx, &mut self.labels)?;
+            if streaming {
+                label_set(&mut self.lx, &mut ())?;
+            } else {
+                label_set(&mut self.lx, &mut self.labels)?;
+            }
         }
+        let series_end = self.lx.pos;
         let (value, value_pos) = number(&mut self.lx, "value")?;
         let mut timestamp = None;
         let mut exemplar = None;
@@ -193,13 +241,19 @@ impl<'a> OmParser<'a> {
                 timestamp = Some(timestamp_at(&mut self.lx)?);
             }
             if self.lx.peek() == Some(b'#') || (timestamp.is_some() && self.lx.eat(b' ')) {
-                exemplar = Some(self.exemplar()?);
+                exemplar = self.exemplar()?;
             }
         }
         if !self.lx.at_eol() {
             return fail(self.lx.pos, "unexpected text after the sample");
         }
-        let labels = build_labels(Some(name), &mut self.labels).or_else(|r| fail(start, r))?;
+        let labels = if streaming {
+            crate::Labels::empty()
+        } else {
+            self.sorter
+                .build(Some(name), &mut self.labels)
+                .or_else(|r| fail(start, r))?
+        };
 
         let accepted = self.cur.is_some()
             && self.families.last().is_some_and(|f| {
@@ -210,7 +264,23 @@ impl<'a> OmParser<'a> {
             self.finish_family();
             self.start_family(name, true);
         }
-        let (here, strict) = (self.here(), self.strict);
+        let strict = self.strict;
+        if streaming {
+            let sample = RawSample {
+                series_text: &self.lx.src[start..series_end],
+                name,
+                value,
+                timestamp_ms: timestamp.map(|t| t.0),
+                metric_type: self.current_mut().0.metric_type,
+                line: here.line,
+                line_start: here.start,
+                format: Format::OpenMetrics,
+            };
+            if let Some(emit) = self.emit.as_mut() {
+                emit(sample);
+            }
+            return Ok(());
+        }
         let (fam, cur) = self.current_mut();
         let sample = ExpositionSample {
             labels,
@@ -231,16 +301,21 @@ impl<'a> OmParser<'a> {
         })
     }
 
-    /// `# {labels} value [timestamp]`, from the `#`.
-    fn exemplar(&mut self) -> Scan<Exemplar> {
-        let strict = self.strict;
+    /// `# {labels} value [timestamp]`, from the `#`; `None` when streaming (only the syntax is
+    /// checked).
+    fn exemplar(&mut self) -> Scan<Option<Exemplar>> {
+        let (strict, streaming) = (self.strict, self.emit.is_some());
         let lx = &mut self.lx;
         let start = lx.pos;
         if !(lx.eat(b'#') && lx.eat(b' ') && lx.eat(b'{')) {
             return fail(start, "expected an exemplar \"# {labels} value\"");
         }
         let mut raw = Vec::new();
-        label_set(lx, &mut raw)?;
+        if streaming {
+            label_set(lx, &mut ())?;
+        } else {
+            label_set(lx, &mut raw)?;
+        }
         let chars: usize = raw.iter().map(|(n, v)| n.len() + v.chars().count()).sum();
         if strict && chars > EXEMPLAR_MAX_CHARS {
             return fail(
@@ -254,12 +329,15 @@ impl<'a> OmParser<'a> {
         } else {
             None
         };
+        if streaming {
+            return Ok(None);
+        }
         let labels = build_labels(None, &mut raw).or_else(|r| fail(start, r))?;
-        Ok(Exemplar {
+        Ok(Some(Exemplar {
             labels,
             value,
             timestamp_ms,
-        })
+        }))
     }
 
     fn current_mut(&mut self) -> (&mut MetricFamily, &mut Current) {
@@ -298,7 +376,7 @@ impl<'a> OmParser<'a> {
 
 /// A strict OpenMetrics label set after `{`, through `}`: `name="value"` pairs joined by single
 /// commas, no blanks, no trailing comma.
-fn label_set<'a>(lx: &mut Lexer<'a>, out: &mut Vec<RawLabel<'a>>) -> Scan<()> {
+fn label_set<'a>(lx: &mut Lexer<'a>, out: &mut impl LabelSink<'a>) -> Scan<()> {
     if lx.eat(b'}') {
         return Ok(());
     }
@@ -310,7 +388,8 @@ fn label_set<'a>(lx: &mut Lexer<'a>, out: &mut Vec<RawLabel<'a>>) -> Scan<()> {
         if !lx.eat(b'=') {
             return fail(lx.pos, "expected '=' after the label name");
         }
-        out.push((name, lx.quoted(false)?));
+        let (value, escaped) = lx.quoted_raw(false)?;
+        out.push(name, value, escaped);
         if lx.eat(b'}') {
             return Ok(());
         }

@@ -10,45 +10,89 @@
 
 use std::collections::HashMap;
 
-use super::lexer::{Lexer, RawLabel, Scan, build_labels, fail, parse_float, parse_ms, unescape_help};
-use super::{ExpositionSample, Format, MetricFamily, MetricType, ParseError};
+use super::lexer::{
+    LabelSink, LabelSorter, Lexer, RawLabel, Scan, fail, parse_float, parse_ms, unescape_help,
+};
+use super::{ExpositionSample, Format, MetricFamily, MetricType, ParseError, RawSample};
 
 /// Sample-name suffixes that may attach a sample to a histogram or summary family.
 const PART_SUFFIXES: [&str; 3] = ["_bucket", "_count", "_sum"];
 
-struct TextParser<'a> {
+/// Receives each sample when streaming ([`super::for_each_sample`]).
+pub(super) type Emit<'f, 'a> = &'f mut dyn FnMut(RawSample<'a>);
+
+struct TextParser<'a, 'f> {
     lx: Lexer<'a>,
+    /// Each family's name and type, borrowed from the body.
+    kinds: Vec<(&'a str, MetricType)>,
+    /// The families being built, in the order of `kinds`; empty when streaming.
     families: Vec<MetricFamily>,
-    /// Family name → index in `families`.
-    index: HashMap<String, usize>,
+    /// Family name → index in `kinds`.
+    index: HashMap<&'a str, usize>,
     /// The family the previous line touched: the fast path for the next sample.
     current: Option<usize>,
     /// Scratch label buffer reused across lines.
     labels: Vec<RawLabel<'a>>,
+    sorter: LabelSorter<'a>,
+    /// Where samples go when streaming; `None` collects them into `families`.
+    emit: Option<Emit<'f, 'a>>,
 }
 
 /// Parses a 0.0.4 body, pushing errors; stops at the first when `fail_fast`.
 pub(super) fn parse(body: &str, errors: &mut Vec<ParseError>, fail_fast: bool) -> Vec<MetricFamily> {
-    let mut p = TextParser {
-        lx: Lexer::new(body),
-        families: Vec::new(),
-        index: HashMap::new(),
-        current: None,
-        labels: Vec::new(),
-    };
-    while !p.lx.at_end() {
-        if let Err(f) = p.line() {
-            errors.push(p.lx.error(f));
-            if fail_fast {
-                break;
-            }
-        }
-        p.lx.next_line();
-    }
+    let mut p = TextParser::new(body, None);
+    p.run(errors, fail_fast);
     p.families
 }
 
-impl<'a> TextParser<'a> {
+/// Streams the samples of a 0.0.4 body to `emit` without building label sets; stops at the first
+/// error.
+pub(super) fn for_each<'a>(body: &'a str, emit: Emit<'_, 'a>) -> Result<(), ParseError> {
+    let mut errors = Vec::new();
+    TextParser::new(body, Some(emit)).run(&mut errors, true);
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
+/// Scans the label pairs of a 0.0.4 series text (`name{...}`, as [`RawSample::series_text`] holds
+/// it) into `out`.
+pub(super) fn series_labels<'a>(series: &'a str, out: &mut Vec<RawLabel<'a>>) -> Scan<()> {
+    let mut lx = Lexer::new(series);
+    lx.name(true);
+    lx.skip_blanks();
+    if lx.eat(b'{') {
+        label_set(&mut lx, out)?;
+    }
+    Ok(())
+}
+
+impl<'a, 'f> TextParser<'a, 'f> {
+    fn new(body: &'a str, emit: Option<Emit<'f, 'a>>) -> Self {
+        TextParser {
+            lx: Lexer::new(body),
+            kinds: Vec::new(),
+            families: Vec::new(),
+            index: HashMap::new(),
+            current: None,
+            labels: Vec::new(),
+            sorter: LabelSorter::default(),
+            emit,
+        }
+    }
+
+    /// Runs over the whole body, pushing errors; stops at the first when `fail_fast`.
+    fn run(&mut self, errors: &mut Vec<ParseError>, fail_fast: bool) {
+        while !self.lx.at_end() {
+            if let Err(f) = self.line() {
+                self.labels.clear();
+                errors.push(self.lx.error(f));
+                if fail_fast {
+                    break;
+                }
+            }
+            self.lx.next_line();
+        }
+    }
+
     /// Parses one line, leaving the cursor at its end.
     fn line(&mut self) -> Scan<()> {
         self.lx.skip_blanks();
@@ -90,9 +134,10 @@ impl<'a> TextParser<'a> {
             Some(_) => return fail(rest_pos, "expected a blank after the metric name"),
         };
         if is_help {
-            let help = unescape_help(text);
             let fam = self.family_for_meta(name);
-            self.families[fam].help = Some(help);
+            if self.emit.is_none() {
+                self.families[fam].help = Some(unescape_help(text));
+            }
             return Ok(());
         }
         let word = text.trim_matches([' ', '\t']);
@@ -100,9 +145,11 @@ impl<'a> TextParser<'a> {
             return fail(rest_pos + 1, format!("invalid metric type {word:?}"));
         };
         let fam = self.family_for_meta(name);
-        let fam = &mut self.families[fam];
-        if fam.metric_type == MetricType::Unknown {
-            fam.metric_type = t;
+        if self.kinds[fam].1 == MetricType::Unknown {
+            self.kinds[fam].1 = t;
+            if let Some(f) = self.families.get_mut(fam) {
+                f.metric_type = t;
+            }
         }
         Ok(())
     }
@@ -110,13 +157,20 @@ impl<'a> TextParser<'a> {
     /// `name{labels} value [timestamp_ms]`.
     fn sample(&mut self) -> Scan<()> {
         let start = self.lx.pos;
+        let (line, line_start) = (self.lx.line, self.lx.line_start);
         let Some(name) = self.lx.name(true) else {
             return fail(start, "expected a metric name");
         };
+        let mut series_end = self.lx.pos;
         self.lx.skip_blanks();
-        self.labels.clear();
+        let streaming = self.emit.is_some();
         if self.lx.eat(b'{') {
-            self.label_set()?;
+            if streaming {
+                label_set(&mut self.lx, &mut ())?;
+            } else {
+                label_set(&mut self.lx, &mut self.labels)?;
+            }
+            series_end = self.lx.pos;
             self.lx.skip_blanks();
         }
         let lx = &mut self.lx;
@@ -139,7 +193,27 @@ impl<'a> TextParser<'a> {
                 return fail(lx.pos, "expected the end of the line after the timestamp");
             }
         }
-        let labels = build_labels(Some(name), &mut self.labels).or_else(|r| fail(start, r))?;
+        if streaming {
+            let fam = self.family_for_sample(name);
+            let sample = RawSample {
+                series_text: &self.lx.src[start..series_end],
+                name,
+                value,
+                timestamp_ms,
+                metric_type: self.kinds[fam].1,
+                line,
+                line_start,
+                format: Format::PrometheusText,
+            };
+            if let Some(emit) = self.emit.as_mut() {
+                emit(sample);
+            }
+            return Ok(());
+        }
+        let labels = self
+            .sorter
+            .build(Some(name), &mut self.labels)
+            .or_else(|r| fail(start, r))?;
         let fam = self.family_for_sample(name);
         self.families[fam].samples.push(ExpositionSample {
             labels,
@@ -150,34 +224,9 @@ impl<'a> TextParser<'a> {
         Ok(())
     }
 
-    /// The label pairs after `{`, through `}`.
-    fn label_set(&mut self) -> Scan<()> {
-        let lx = &mut self.lx;
-        loop {
-            lx.skip_blanks();
-            if lx.eat(b'}') {
-                return Ok(());
-            }
-            let name_pos = lx.pos;
-            let Some(name) = lx.name(false) else {
-                return fail(name_pos, "expected a label name or '}'");
-            };
-            lx.skip_blanks();
-            if !lx.eat(b'=') {
-                return fail(lx.pos, "expected '=' after the label name");
-            }
-            lx.skip_blanks();
-            let value = lx.quoted(true)?;
-            self.labels.push((name, value));
-            lx.skip_blanks();
-            // Commas are optional between labels and allowed before `}`.
-            lx.eat(b',');
-        }
-    }
-
     /// The family `name` names in a `# HELP`/`# TYPE` line, created if new.
-    fn family_for_meta(&mut self, name: &str) -> usize {
-        let idx = match self.current.filter(|&c| self.families[c].name == name) {
+    fn family_for_meta(&mut self, name: &'a str) -> usize {
+        let idx = match self.current.filter(|&c| self.kinds[c].0 == name) {
             Some(c) => c,
             None => self
                 .index
@@ -190,7 +239,7 @@ impl<'a> TextParser<'a> {
     }
 
     /// The family a sample named `name` belongs to, created as `Unknown` if there is none.
-    fn family_for_sample(&mut self, name: &str) -> usize {
+    fn family_for_sample(&mut self, name: &'a str) -> usize {
         if let Some(c) = self.current.filter(|&c| self.accepts(c, name)) {
             return c;
         }
@@ -211,15 +260,42 @@ impl<'a> TextParser<'a> {
 
     /// True when family `idx` takes samples named `name`.
     fn accepts(&self, idx: usize, name: &str) -> bool {
-        let fam = &self.families[idx];
-        name.strip_prefix(fam.name.as_str())
-            .is_some_and(|suffix| fam.metric_type.suffixes(Format::PrometheusText).contains(&suffix))
+        let (fam, metric_type) = self.kinds[idx];
+        name.strip_prefix(fam)
+            .is_some_and(|suffix| metric_type.suffixes(Format::PrometheusText).contains(&suffix))
     }
 
-    fn push_family(&mut self, name: &str) -> usize {
-        self.families.push(MetricFamily::new(name, MetricType::Unknown));
-        let idx = self.families.len() - 1;
-        self.index.insert(name.to_owned(), idx);
+    fn push_family(&mut self, name: &'a str) -> usize {
+        self.kinds.push((name, MetricType::Unknown));
+        if self.emit.is_none() {
+            self.families.push(MetricFamily::new(name, MetricType::Unknown));
+        }
+        let idx = self.kinds.len() - 1;
+        self.index.insert(name, idx);
         idx
+    }
+}
+
+/// The label pairs after `{`, through `}`, into `out`.
+fn label_set<'a>(lx: &mut Lexer<'a>, out: &mut impl LabelSink<'a>) -> Scan<()> {
+    loop {
+        lx.skip_blanks();
+        if lx.eat(b'}') {
+            return Ok(());
+        }
+        let name_pos = lx.pos;
+        let Some(name) = lx.name(false) else {
+            return fail(name_pos, "expected a label name or '}'");
+        };
+        lx.skip_blanks();
+        if !lx.eat(b'=') {
+            return fail(lx.pos, "expected '=' after the label name");
+        }
+        lx.skip_blanks();
+        let (value, escaped) = lx.quoted_raw(true)?;
+        out.push(name, value, escaped);
+        lx.skip_blanks();
+        // Commas are optional between labels and allowed before `}`.
+        lx.eat(b',');
     }
 }

@@ -57,6 +57,8 @@ struct Matching {
     on: bool,
     names: Vec<String>,
     card: VectorMatchCardinality,
+    fill_lhs: Option<f64>,
+    fill_rhs: Option<f64>,
 }
 
 fn matching(b: &BinaryExpr) -> Matching {
@@ -70,18 +72,23 @@ fn matching(b: &BinaryExpr) -> Matching {
         .as_ref()
         .map(|m| m.card.clone())
         .unwrap_or(VectorMatchCardinality::OneToOne);
-    Matching { on, names, card }
+    let fill = b
+        .modifier
+        .as_ref()
+        .map(|m| m.fill_values.clone())
+        .unwrap_or_default();
+    Matching {
+        on,
+        names,
+        card,
+        fill_lhs: fill.lhs,
+        fill_rhs: fill.rhs,
+    }
 }
 
 impl Evaluator<'_> {
     pub fn eval_binary(&mut self, b: &BinaryExpr) -> Result<Val> {
         let op = b.op.id();
-        if b.modifier
-            .as_ref()
-            .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-        {
-            return Err(QueryError::Unsupported("fill modifiers".into()));
-        }
         let rb = b.return_bool();
         let lhs = self.eval(&b.lhs)?;
         let rhs = self.eval(&b.rhs)?;
@@ -233,57 +240,91 @@ impl Evaluator<'_> {
             .iter()
             .map(|s| groups.get(&signature(&s.labels, m.on, &m.names)).copied())
             .collect();
+        // Prometheus applies fill_left to the internal (possibly swapped) left side.
+        let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
         let drop_name = rb || !is_comparison(op);
-        let mut out: Vec<StepSeries> = Vec::new();
-        let mut out_index: HashMap<Labels, usize> = HashMap::new();
+        let mut out = Output {
+            series: Vec::new(),
+            index: HashMap::new(),
+            steps,
+            drop_name,
+        };
         let mut pair_out: HashMap<(usize, usize), usize> = HashMap::new();
         let mut matched_at = vec![usize::MAX; members.len()];
+        let mut many_seen = vec![usize::MAX; members.len()];
         for k in 0..steps {
             for (i, s) in many.iter().enumerate() {
-                let (Some(mv), Some(g)) = (s.vals[k], many_group[i]) else {
-                    continue;
-                };
-                let Some(&j) = members[g].iter().find(|&&j| one[j].vals[k].is_some()) else {
-                    continue;
-                };
-                let Some(ov) = one[j].vals[k] else { continue };
-                // Checked before filtering, so a comparison cannot hide an ambiguous match.
-                if one_to_one {
-                    if matched_at[g] == k {
-                        return Err(QueryError::exec(
-                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                        ));
+                let Some(mv) = s.vals[k] else { continue };
+                if let Some(g) = many_group[i] {
+                    many_seen[g] = k;
+                }
+                let matched = many_group[i].and_then(|g| {
+                    members[g]
+                        .iter()
+                        .copied()
+                        .find(|&j| one[j].vals[k].is_some())
+                        .map(|j| (g, j))
+                });
+                let (ov, j) = match matched {
+                    Some((g, j)) => {
+                        // Checked before filtering, so a comparison cannot hide an ambiguous match.
+                        if one_to_one {
+                            if matched_at[g] == k {
+                                return Err(QueryError::exec(
+                                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                                ));
+                            }
+                            matched_at[g] = k;
+                        }
+                        (one[j].vals[k].unwrap_or(f64::NAN), j)
                     }
-                    matched_at[g] = k;
-                }
+                    None => match fill_one {
+                        Some(f) => (f, usize::MAX),
+                        None => continue,
+                    },
+                };
                 let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
-                let (mut value, keep) = elem(op, l, r);
-                if rb {
-                    value = if keep { 1.0 } else { 0.0 };
-                } else if !keep {
+                let Some(value) = apply(op, rb, l, r) else {
                     continue;
-                }
+                };
                 let o = match pair_out.get(&(i, j)) {
                     Some(&o) => o,
                     None => {
-                        let labels = result_labels(&s.labels, &one[j].labels, m, one_to_one, &include);
-                        let o = *out_index.entry(labels.clone()).or_insert_with(|| {
-                            out.push(StepSeries::new(labels, drop_name, steps));
-                            out.len() - 1
-                        });
+                        let empty = Labels::empty();
+                        let one_labels = one.get(j).map_or(&empty, |s| &s.labels);
+                        let labels = result_labels(&s.labels, one_labels, m, one_to_one, &include);
+                        let o = out.slot(labels);
                         pair_out.insert((i, j), o);
                         o
                     }
                 };
-                if out[o].vals[k].is_some() {
-                    return Err(QueryError::exec(
-                        "multiple matches for labels: grouping labels must ensure unique matches",
-                    ));
+                out.set(o, k, value)?;
+            }
+            // One-side series without any many-side partner: the many side is filled.
+            let Some(f) = fill_many else { continue };
+            for (sig, &g) in &groups {
+                if many_seen[g] == k {
+                    continue;
                 }
-                out[o].vals[k] = Some(value);
+                for &j in &members[g] {
+                    let Some(ov) = one[j].vals[k] else { continue };
+                    let (l, r) = if swapped { (ov, f) } else { (f, ov) };
+                    let Some(value) = apply(op, rb, l, r) else {
+                        continue;
+                    };
+                    let o = match pair_out.get(&(usize::MAX, j)) {
+                        Some(&o) => o,
+                        None => {
+                            let o = out.slot(sig.clone());
+                            pair_out.insert((usize::MAX, j), o);
+                            o
+                        }
+                    };
+                    out.set(o, k, value)?;
+                }
             }
         }
-        Ok(out)
+        Ok(out.series)
     }
 }
 
@@ -291,6 +332,47 @@ impl Evaluator<'_> {
 pub(crate) fn go_labels(l: &Labels) -> String {
     let parts: Vec<String> = l.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
     format!("{{{}}}", parts.join(", "))
+}
+
+/// `op` on one pair; `None` when a comparison filters it out.
+fn apply(op: TokenId, rb: bool, l: f64, r: f64) -> Option<f64> {
+    let (value, keep) = elem(op, l, r);
+    if rb {
+        Some(if keep { 1.0 } else { 0.0 })
+    } else {
+        keep.then_some(value)
+    }
+}
+
+/// Output series of a vector/vector operation, keyed by labels.
+struct Output {
+    series: Vec<StepSeries>,
+    index: HashMap<Labels, usize>,
+    steps: usize,
+    drop_name: bool,
+}
+
+impl Output {
+    fn slot(&mut self, labels: Labels) -> usize {
+        if let Some(&o) = self.index.get(&labels) {
+            return o;
+        }
+        self.series
+            .push(StepSeries::new(labels.clone(), self.drop_name, self.steps));
+        self.index.insert(labels, self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    fn set(&mut self, o: usize, k: usize, value: f64) -> Result<()> {
+        let slot = &mut self.series[o].vals[k];
+        if slot.is_some() {
+            return Err(QueryError::exec(
+                "multiple matches for labels: grouping labels must ensure unique matches",
+            ));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
 }
 
 fn result_labels(many: &Labels, one: &Labels, m: &Matching, one_to_one: bool, include: &[String]) -> Labels {

@@ -135,7 +135,11 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             ));
         }
-        let (start_ms, end_ms, step_ms) = (eval::clamp_ms(start_ms), eval::clamp_ms(end_ms), eval::clamp_ms(step_ms));
+        let (start_ms, end_ms, step_ms) = (
+            eval::clamp_ms(start_ms),
+            eval::clamp_ms(end_ms),
+            eval::clamp_ms(step_ms),
+        );
         if end_ms < start_ms {
             return Err(QueryError::bad("end timestamp must not be before start time"));
         }

@@ -96,7 +96,6 @@ impl Evaluator<'_> {
         for h in handles {
             self.check_deadline()?;
             self.store.read_samples(h.series, mint, maxt, &mut buf);
-            self.count_samples(buf.len())?;
             let mut s = StepSeries::new(h.labels, false, self.steps);
             let mut hi = 0;
             for k in 0..self.steps {
@@ -115,7 +114,10 @@ impl Evaluator<'_> {
                     }
                 }
             }
-            if !s.is_empty() {
+            // Like Prometheus, the limit is on samples held (one per step), not on samples read.
+            let points = s.vals.iter().filter(|v| v.is_some()).count();
+            self.count_samples(points)?;
+            if points > 0 {
                 out.push(s);
             }
         }
@@ -150,9 +152,9 @@ impl Evaluator<'_> {
                 for h in handles {
                     self.check_deadline()?;
                     self.store.read_samples(h.series, mint, maxt, &mut buf);
-                    self.count_samples(buf.len())?;
                     buf.retain(|p| !is_stale_nan(p.value));
                     let s = self.windows(h.labels, drop_name, &buf, range, at, off, f);
+                    self.count_samples(s.vals.iter().filter(|v| v.is_some()).count())?;
                     if !s.is_empty() {
                         out.push(s);
                     }

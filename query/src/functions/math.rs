@@ -37,7 +37,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr]) -> Result
             let hi = ev.eval_scalar(arg(args, 2)?)?;
             map(v, |x, k| {
                 // Empty only when max < min; NaN bounds propagate NaN, as in Prometheus.
-                (!(hi[k] < lo[k])).then(|| go_max(lo[k], go_min(hi[k], x)))
+                (hi[k] >= lo[k] || hi[k].is_nan() || lo[k].is_nan()).then(|| go_max(lo[k], go_min(hi[k], x)))
             })
         }
         "clamp_min" => {

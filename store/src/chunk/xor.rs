@@ -233,7 +233,11 @@ impl<'a> XorIter<'a> {
             self.leading = self.stream.read_bits(5)? as u8;
             let sig = self.stream.read_bits(6)? as u8;
             let sig = if sig == 0 { 64 } else { sig };
-            self.trailing = 64 - self.leading - sig;
+            // Only corrupt input has a window wider than 64 bits; refuse it rather than overflow.
+            self.trailing = 64u8
+                .checked_sub(self.leading)
+                .and_then(|r| r.checked_sub(sig))
+                .ok_or(EndOfStream)?;
         }
         let sig = 64 - self.leading - self.trailing;
         let bits = self.stream.read_bits(sig)?;

@@ -1,0 +1,288 @@
+//! Immutable on-disk blocks: one file per time range holding every series' samples as Gorilla
+//! chunks, with an index of labels and chunk positions (format in [`writer`]).
+//!
+//! Opening reads only the footer and index (and, when asked, every chunk to check its CRC);
+//! queries read a series' chunks with one positioned read. A block whose bytes are not what was
+//! written is never trusted: at open it is quarantined, at query time it is flagged (its bad
+//! chunks are skipped) and quarantined by the next maintenance.
+
+pub(crate) mod set;
+pub(crate) mod writer;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use meshfed_model::{Labels, Sample};
+
+use crate::chunk::XorIter;
+use crate::error::{Result, StoreError, corrupt, io};
+use crate::postings::SeriesId;
+use crate::wal::record::Reader;
+use writer::{ChunkMeta, END_MAGIC, FOOTER_BYTES, MAGIC};
+
+/// Public description of a block, from [`crate::Store::blocks`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockInfo {
+    /// The block's file.
+    pub path: PathBuf,
+    /// Covered time range start (inclusive), ms.
+    pub start_ms: i64,
+    /// Covered time range end (exclusive), ms.
+    pub end_ms: i64,
+    /// Series with samples in the block.
+    pub series: u64,
+    /// Samples in the block.
+    pub samples: u64,
+    /// File size.
+    pub bytes: u64,
+}
+
+/// One series' chunks in a block.
+#[derive(Debug)]
+struct BlockSeries {
+    id: SeriesId,
+    chunks: Box<[ChunkMeta]>,
+}
+
+/// An open block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub(crate) path: PathBuf,
+    pub(crate) seq: u64,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) samples: u64,
+    pub(crate) bytes: u64,
+    pub(crate) parents: Vec<u64>,
+    file: File,
+    /// Sorted by id once mapped.
+    series: Vec<BlockSeries>,
+    corrupt: AtomicBool,
+}
+
+impl Block {
+    /// Opens and checks block `path`; returns it with each series' labels (in the block's order,
+    /// for [`Block::map_ids`]).
+    pub(crate) fn open(path: &Path, verify_chunks: bool) -> Result<(Self, Vec<Labels>)> {
+        let file = File::open(path).map_err(io("open", path))?;
+        let len = file.metadata().map_err(io("stat", path))?.len();
+        let bad = |offset: u64, reason: &str| corrupt(path, offset, reason);
+        if len < MAGIC.len() as u64 + FOOTER_BYTES {
+            return Err(bad(0, "shorter than header and footer"));
+        }
+        let mut magic = [0u8; 8];
+        file.read_exact_at(&mut magic, 0).map_err(io("read", path))?;
+        if &magic != MAGIC {
+            return Err(bad(0, "bad magic"));
+        }
+        let mut footer = [0u8; FOOTER_BYTES as usize];
+        let footer_at = len - FOOTER_BYTES;
+        file.read_exact_at(&mut footer, footer_at)
+            .map_err(io("read", path))?;
+        let mut f = Reader::new(&footer, 0);
+        let (index_offset, index_len, index_crc, footer_crc) =
+            (|| Ok::<_, &str>((f.u64()?, f.u64()?, f.u32()?, f.u32()?)))().map_err(|r| bad(footer_at, r))?;
+        if crc32fast::hash(&footer[..20]) != footer_crc || &footer[24..] != END_MAGIC {
+            return Err(bad(footer_at, "footer checksum or magic mismatch"));
+        }
+        if index_offset < MAGIC.len() as u64 || index_offset.checked_add(index_len) != Some(footer_at) {
+            return Err(bad(footer_at, "index position outside the file"));
+        }
+        let index_len = usize::try_from(index_len).map_err(|_| bad(footer_at, "index too large"))?;
+        let mut index = vec![0u8; index_len];
+        file.read_exact_at(&mut index, index_offset)
+            .map_err(io("read", path))?;
+        if crc32fast::hash(&index) != index_crc {
+            return Err(bad(index_offset, "index checksum mismatch"));
+        }
+        let mut r = Reader::new(&index, 0);
+        let parsed =
+            parse_index(&mut r, index_offset).map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
+        let (seq, start, end, samples, parents, series) = parsed;
+        let block = Self {
+            path: path.to_owned(),
+            seq,
+            start,
+            end,
+            samples,
+            bytes: len,
+            parents,
+            file,
+            series: series
+                .iter()
+                .map(|(_, c)| BlockSeries {
+                    id: 0,
+                    chunks: c.clone().into(),
+                })
+                .collect(),
+            corrupt: AtomicBool::new(false),
+        };
+        if verify_chunks {
+            block.verify()?;
+        }
+        Ok((block, series.into_iter().map(|(l, _)| l).collect()))
+    }
+
+    /// Reads every chunk and checks its checksum and sample count.
+    fn verify(&self) -> Result<()> {
+        let mut buf = Vec::new();
+        for s in &self.series {
+            for c in s.chunks.iter() {
+                buf.resize(c.len as usize, 0);
+                self.file
+                    .read_exact_at(&mut buf, c.offset)
+                    .map_err(io("read", &self.path))?;
+                let decoded = XorIter::new(&buf, c.count).count();
+                if crc32fast::hash(&buf) != c.crc || decoded != usize::from(c.count) {
+                    return Err(corrupt(&self.path, c.offset, "chunk checksum mismatch"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the store ids of the series, in the order [`Block::open`] returned their labels.
+    pub(crate) fn map_ids(&mut self, ids: &[SeriesId]) {
+        for (s, &id) in self.series.iter_mut().zip(ids) {
+            s.id = id;
+        }
+        self.series.sort_unstable_by_key(|s| s.id);
+    }
+
+    /// Store ids of the series in the block, sorted.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.series.iter().map(|s| s.id)
+    }
+
+    fn chunks(&self, id: SeriesId) -> &[ChunkMeta] {
+        self.series
+            .binary_search_by_key(&id, |s| s.id)
+            .map_or(&[], |i| &self.series[i].chunks)
+    }
+
+    /// Whether a chunk failed its checksum at query time.
+    pub(crate) fn is_corrupt(&self) -> bool {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Appends the samples of series `id` in `[mint, maxt]` to `out`.
+    pub(crate) fn read_into(&self, id: SeriesId, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let chunks = self.chunks(id);
+        let first = chunks.partition_point(|c| c.max_t < mint);
+        let last = chunks.partition_point(|c| c.min_t <= maxt);
+        let Some(wanted) = chunks.get(first..last).filter(|w| !w.is_empty()) else {
+            return;
+        };
+        let from = wanted[0].offset;
+        let to = wanted[wanted.len() - 1].offset + u64::from(wanted[wanted.len() - 1].len);
+        let mut buf = vec![0u8; (to - from) as usize];
+        if let Err(e) = self.file.read_exact_at(&mut buf, from) {
+            self.flag(from, &e.to_string());
+            return;
+        }
+        for c in wanted {
+            let at = (c.offset - from) as usize;
+            let bytes = &buf[at..at + c.len as usize];
+            if crc32fast::hash(bytes) != c.crc {
+                self.flag(c.offset, "chunk checksum mismatch");
+                continue;
+            }
+            out.extend(
+                XorIter::new(bytes, c.count)
+                    .skip_while(|&(t, _)| t < mint)
+                    .take_while(|&(t, _)| t <= maxt)
+                    .map(|(t, v)| Sample::new(t, v)),
+            );
+        }
+    }
+
+    /// Whether series `id` has a sample in `[mint, maxt]`.
+    pub(crate) fn has_sample_in(&self, id: SeriesId, mint: i64, maxt: i64) -> bool {
+        let chunks = self.chunks(id);
+        let first = chunks.partition_point(|c| c.max_t < mint);
+        match chunks.get(first) {
+            None => false,
+            Some(c) if c.min_t > maxt => false,
+            Some(c) if c.min_t >= mint || c.max_t <= maxt => true,
+            Some(_) => {
+                // The range lies strictly inside one chunk: decode it to know.
+                let mut out = Vec::new();
+                self.read_into(id, mint, maxt, &mut out);
+                !out.is_empty()
+            }
+        }
+    }
+
+    fn flag(&self, offset: u64, reason: &str) {
+        if !self.corrupt.swap(true, Ordering::Relaxed) {
+            tracing::error!(path = %self.path.display(), offset, reason, "Corrupt block; it will be quarantined.");
+        }
+    }
+
+    /// The public description.
+    pub(crate) fn info(&self) -> BlockInfo {
+        BlockInfo {
+            path: self.path.clone(),
+            start_ms: self.start,
+            end_ms: self.end,
+            series: self.series.len() as u64,
+            samples: self.samples,
+            bytes: self.bytes,
+        }
+    }
+}
+
+type ParsedIndex = (u64, i64, i64, u64, Vec<u64>, Vec<(Labels, Vec<ChunkMeta>)>);
+
+fn parse_index(r: &mut Reader<'_>, index_offset: u64) -> Result<ParsedIndex, &'static str> {
+    let seq = r.u64()?;
+    let (start, end, _min_t, _max_t) = (r.i64()?, r.i64()?, r.i64()?, r.i64()?);
+    let samples = r.u64()?;
+    let parents = (0..r.u32()?).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+    let n = r.u32()?;
+    let mut series = Vec::new();
+    for _ in 0..n {
+        let mut pairs = Vec::new();
+        for _ in 0..r.u16()? {
+            pairs.push((r.str()?, r.str()?));
+        }
+        let chunks = r.u32()?;
+        let mut metas = Vec::new();
+        for _ in 0..chunks {
+            let c = ChunkMeta {
+                offset: r.u64()?,
+                len: r.u32()?,
+                count: r.u16()?,
+                min_t: r.i64()?,
+                max_t: r.i64()?,
+                crc: r.u32()?,
+            };
+            let in_file = c.offset >= MAGIC.len() as u64
+                && c.offset
+                    .checked_add(u64::from(c.len))
+                    .is_some_and(|e| e <= index_offset);
+            let ordered = metas.last().is_none_or(|p: &ChunkMeta| p.max_t < c.min_t);
+            if !in_file || c.count == 0 || c.min_t > c.max_t || !ordered {
+                return Err("chunk entry out of bounds or out of order");
+            }
+            metas.push(c);
+        }
+        series.push((Labels::from_pairs(pairs), metas));
+    }
+    r.end()?;
+    Ok((seq, start, end, samples, parents, series))
+}
+
+/// Moves a bad block into `quarantine/` beside `blocks/`; returns the new path.
+pub(crate) fn quarantine(path: &Path, err: &StoreError) -> Result<PathBuf> {
+    let root = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let dir = root.join("quarantine");
+    std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+    let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let to = dir.join(name);
+    std::fs::rename(path, &to).map_err(io("rename", path))?;
+    tracing::error!(path = %path.display(), quarantined = %to.display(), error = %err, "Quarantined a corrupt block.");
+    Ok(to)
+}

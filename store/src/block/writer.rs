@@ -1,0 +1,179 @@
+//! Writing a block file. Layout (integers little-endian):
+//!
+//! ```text
+//! magic "MFBLOCK1"
+//! chunk data        Gorilla chunks, each series' chunks contiguous, series in index order
+//! index             seq u64 · start i64 · end i64 · min_t i64 · max_t i64 · samples u64
+//!                   · parents u32 · [parent seq u64]
+//!                   · series u32 · per series: labels u16 · [name_len u32 · name · value_len u32
+//!                     · value] · chunks u32 · [offset u64 · len u32 · count u16 · min_t i64
+//!                     · max_t i64 · crc u32]
+//! footer (32 B)     index_offset u64 · index_len u64 · index_crc u32 · footer_crc u32 · "MFBLKEND"
+//! ```
+//!
+//! `[start, end)` is the time range the block covers (a cut's boundaries), `min_t..=max_t` the
+//! samples actually in it. The file is written under a `.tmp` name, fsynced and renamed, so a
+//! block either exists whole or not at all.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use meshfed_model::{Labels, Sample};
+
+use crate::chunk::XorAppender;
+use crate::error::{Result, io};
+
+/// First bytes of a block file.
+pub(crate) const MAGIC: &[u8; 8] = b"MFBLOCK1";
+/// Last bytes of a block file.
+pub(crate) const END_MAGIC: &[u8; 8] = b"MFBLKEND";
+/// Footer bytes.
+pub(crate) const FOOTER_BYTES: u64 = 32;
+
+/// One chunk's index entry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ChunkMeta {
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) count: u16,
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    pub(crate) crc: u32,
+}
+
+/// Streams series into a new block file.
+pub(crate) struct BlockWriter {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: BufWriter<File>,
+    offset: u64,
+    index: Vec<u8>,
+    series: u32,
+    samples: u64,
+    min_t: i64,
+    max_t: i64,
+    samples_per_chunk: u16,
+}
+
+impl BlockWriter {
+    /// Starts block `path` (written as `path.tmp` until [`BlockWriter::finish`]).
+    pub(crate) fn create(path: &Path, samples_per_chunk: u16) -> Result<Self> {
+        let tmp = path.with_extension("tmp");
+        let file = File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut file = BufWriter::with_capacity(1 << 20, file);
+        file.write_all(MAGIC).map_err(io("write", &tmp))?;
+        Ok(Self {
+            tmp,
+            path: path.to_owned(),
+            file,
+            offset: MAGIC.len() as u64,
+            index: Vec::new(),
+            series: 0,
+            samples: 0,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+            samples_per_chunk: samples_per_chunk.max(1),
+        })
+    }
+
+    /// Adds a series with its samples (time order, strictly increasing). Empty ones are skipped.
+    pub(crate) fn add(&mut self, labels: &Labels, samples: &[Sample]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        put_labels(&mut self.index, labels);
+        let chunks = samples.chunks(usize::from(self.samples_per_chunk));
+        self.index.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        for part in chunks {
+            let mut app = XorAppender::with_capacity(part.len() * 2 + 16);
+            for s in part {
+                // Callers pass strictly increasing timestamps (a series' samples); a repeat would
+                // be dropped here rather than corrupt the chunk.
+                let _ = app.append(s.timestamp_ms, s.value);
+            }
+            let count = app.count();
+            let bytes = app.finish();
+            let meta = ChunkMeta {
+                offset: self.offset,
+                len: bytes.len() as u32,
+                count,
+                min_t: part[0].timestamp_ms,
+                max_t: part[part.len() - 1].timestamp_ms,
+                crc: crc32fast::hash(&bytes),
+            };
+            self.file.write_all(&bytes).map_err(io("write", &self.tmp))?;
+            self.offset += bytes.len() as u64;
+            put_chunk(&mut self.index, &meta);
+            self.samples += u64::from(count);
+        }
+        self.min_t = self.min_t.min(samples[0].timestamp_ms);
+        self.max_t = self.max_t.max(samples[samples.len() - 1].timestamp_ms);
+        self.series += 1;
+        Ok(())
+    }
+
+    /// Writes index and footer, fsyncs and renames into place. Returns the file's size.
+    pub(crate) fn finish(mut self, seq: u64, start: i64, end: i64, parents: &[u64]) -> Result<u64> {
+        let mut head = Vec::with_capacity(64 + parents.len() * 8);
+        for v in [
+            seq as i64,
+            start,
+            end,
+            self.min_t,
+            self.max_t,
+            self.samples as i64,
+        ] {
+            head.extend_from_slice(&v.to_le_bytes());
+        }
+        head.extend_from_slice(&(parents.len() as u32).to_le_bytes());
+        for p in parents {
+            head.extend_from_slice(&p.to_le_bytes());
+        }
+        head.extend_from_slice(&self.series.to_le_bytes());
+        let index_offset = self.offset;
+        let index_len = (head.len() + self.index.len()) as u64;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(&self.index);
+        let mut footer = Vec::with_capacity(FOOTER_BYTES as usize);
+        footer.extend_from_slice(&index_offset.to_le_bytes());
+        footer.extend_from_slice(&index_len.to_le_bytes());
+        footer.extend_from_slice(&crc.finalize().to_le_bytes());
+        let footer_crc = crc32fast::hash(&footer);
+        footer.extend_from_slice(&footer_crc.to_le_bytes());
+        footer.extend_from_slice(END_MAGIC);
+        self.file.write_all(&head).map_err(io("write", &self.tmp))?;
+        self.file.write_all(&self.index).map_err(io("write", &self.tmp))?;
+        self.file.write_all(&footer).map_err(io("write", &self.tmp))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| io("write", &self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(io("fsync", &self.tmp))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(io("rename", &self.path))?;
+        if let Some(dir) = self.path.parent() {
+            crate::wal::sync_dir(dir)?;
+        }
+        Ok(index_offset + index_len + FOOTER_BYTES)
+    }
+}
+
+fn put_labels(out: &mut Vec<u8>, labels: &Labels) {
+    out.extend_from_slice(&(labels.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
+    for l in labels.iter().take(usize::from(u16::MAX)) {
+        out.extend_from_slice(&(l.name.len() as u32).to_le_bytes());
+        out.extend_from_slice(l.name.as_bytes());
+        out.extend_from_slice(&(l.value.len() as u32).to_le_bytes());
+        out.extend_from_slice(l.value.as_bytes());
+    }
+}
+
+fn put_chunk(out: &mut Vec<u8>, c: &ChunkMeta) {
+    out.extend_from_slice(&c.offset.to_le_bytes());
+    out.extend_from_slice(&c.len.to_le_bytes());
+    out.extend_from_slice(&c.count.to_le_bytes());
+    out.extend_from_slice(&c.min_t.to_le_bytes());
+    out.extend_from_slice(&c.max_t.to_le_bytes());
+    out.extend_from_slice(&c.crc.to_le_bytes());
+}

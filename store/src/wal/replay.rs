@@ -1,0 +1,159 @@
+//! Reading the log back at open: the newest checkpoint, then every later segment in order.
+//!
+//! A bad frame (torn write, flipped bits, impossible length) ends its file: in the last segment
+//! that is the expected torn tail of a crash, so the file is truncated there; anywhere else it is
+//! damage, reported and skipped. Either way the count lands in [`ReplayStats`] and replay goes on.
+//! No byte of any file can make it panic.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use meshfed_model::Labels;
+
+use super::record::{self, Record};
+use crate::error::{Result, io};
+
+/// What replay found, from [`crate::Store::replay_stats`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplayStats {
+    /// The checkpoint replayed first, by the segment it precedes.
+    pub checkpoint: Option<u64>,
+    /// Segment files read.
+    pub segments: u64,
+    /// Records applied.
+    pub records: u64,
+    /// Series records applied.
+    pub series: u64,
+    /// Samples put back into the head.
+    pub samples: u64,
+    /// Samples skipped: already in a block, already in the head from the checkpoint, or for a
+    /// series no record defines.
+    pub skipped_samples: u64,
+    /// Torn or corrupt records dropped (each ends the file it is in).
+    pub dropped_records: u64,
+    /// Bytes cut off the end of the last segment.
+    pub truncated_bytes: u64,
+    /// Blocks that failed verification and were moved to `quarantine/`.
+    pub quarantined_blocks: Vec<PathBuf>,
+    /// Wall time of the whole open.
+    pub duration: Duration,
+}
+
+/// Receives replayed records.
+pub(crate) trait ReplaySink {
+    /// A series record.
+    fn series(&mut self, series: u64, labels: Labels);
+    /// A samples record as `(ref, timestamp_ms, value_bits)`; returns how many were applied.
+    fn samples(&mut self, samples: &[(u64, i64, u64)]) -> u64;
+}
+
+/// Numbered files in the WAL directory.
+#[derive(Default)]
+struct Listing {
+    segments: Vec<u64>,
+    checkpoints: Vec<u64>,
+    temporary: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listing> {
+    let mut out = Listing::default();
+    for entry in std::fs::read_dir(dir).map_err(io("read directory", dir))? {
+        let entry = entry.map_err(io("read directory", dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            out.temporary.push(entry.path());
+        } else if let Some(n) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
+            out.segments.push(n);
+        } else if let Some(n) = name.strip_prefix("checkpoint.").and_then(|n| n.parse().ok()) {
+            out.checkpoints.push(n);
+        }
+    }
+    out.segments.sort_unstable();
+    out.checkpoints.sort_unstable();
+    Ok(out)
+}
+
+/// Deletes segments before `segment` and checkpoints before it.
+pub(crate) fn remove_older(dir: &Path, segment: u64) -> Result<()> {
+    let listing = list(dir)?;
+    for s in listing.segments.iter().filter(|&&s| s < segment) {
+        let path = super::segment_path(dir, *s);
+        std::fs::remove_file(&path).map_err(io("remove", &path))?;
+    }
+    for c in listing.checkpoints.iter().filter(|&&c| c < segment) {
+        let path = super::checkpoint_path(dir, *c);
+        std::fs::remove_file(&path).map_err(io("remove", &path))?;
+    }
+    Ok(())
+}
+
+/// Replays `dir` into `sink`; returns the number the next segment should have.
+pub(crate) fn replay(dir: &Path, sink: &mut impl ReplaySink, stats: &mut ReplayStats) -> Result<u64> {
+    let listing = list(dir)?;
+    for tmp in &listing.temporary {
+        std::fs::remove_file(tmp).map_err(io("remove", tmp))?;
+    }
+    let first = listing.checkpoints.last().copied().unwrap_or(0);
+    if listing.checkpoints.last().is_some() {
+        remove_older(dir, first)?;
+        stats.checkpoint = Some(first);
+        replay_file(&super::checkpoint_path(dir, first), false, sink, stats)?;
+    }
+    let segments: Vec<u64> = listing.segments.into_iter().filter(|&s| s >= first).collect();
+    for (i, &s) in segments.iter().enumerate() {
+        stats.segments += 1;
+        replay_file(&super::segment_path(dir, s), i + 1 == segments.len(), sink, stats)?;
+    }
+    Ok(segments.last().map_or(first, |s| s + 1).max(first))
+}
+
+fn replay_file(path: &Path, last: bool, sink: &mut impl ReplaySink, stats: &mut ReplayStats) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(io("read", path))?;
+    let mut samples = Vec::new();
+    let mut pos = 0;
+    loop {
+        match record::next_frame(&bytes, pos) {
+            Ok(None) => return Ok(()),
+            Ok(Some((body, next))) => {
+                match record::decode(body, &mut samples) {
+                    Ok(Record::Series { series, labels }) => {
+                        stats.series += 1;
+                        sink.series(series, labels);
+                    }
+                    Ok(Record::Samples) => {
+                        let applied = sink.samples(&samples);
+                        stats.samples += applied;
+                        stats.skipped_samples += samples.len() as u64 - applied;
+                    }
+                    Err(reason) => {
+                        // The frame is intact, so the next one can still be found.
+                        tracing::warn!(path = %path.display(), offset = pos, reason, "Dropped an undecodable WAL record.");
+                        stats.dropped_records += 1;
+                        pos = next;
+                        continue;
+                    }
+                }
+                stats.records += 1;
+                pos = next;
+            }
+            Err(reason) => {
+                stats.dropped_records += 1;
+                let cut = bytes.len() - pos;
+                if last {
+                    tracing::warn!(path = %path.display(), offset = pos, bytes = cut, reason, "Truncating torn WAL tail.");
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(io("open", path))?;
+                    file.set_len(pos as u64).map_err(io("truncate", path))?;
+                    file.sync_all().map_err(io("fsync", path))?;
+                    stats.truncated_bytes += cut as u64;
+                } else {
+                    tracing::error!(path = %path.display(), offset = pos, bytes = cut, reason, "Corrupt WAL record; skipping the rest of the file.");
+                }
+                return Ok(());
+            }
+        }
+    }
+}
