@@ -5,7 +5,7 @@
 //! http_listen: 0.0.0.0:9090
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use meshfed_relay::tls::TlsFiles;
 use serde::Deserialize;
@@ -28,6 +28,11 @@ pub struct AggregatorConfig {
     /// Accept plaintext relay connections and believe the cluster a collector names. For local
     /// experiments only; logged as a warning.
     pub insecure: bool,
+    /// Where the store keeps its WAL and blocks. Without it data lives in memory only and is lost
+    /// on restart (the relay then acknowledges batches as soon as they are in memory).
+    pub data_dir: Option<PathBuf>,
+    /// Keep samples this many days (persistent store only).
+    pub retention_days: f64,
 }
 
 impl Default for AggregatorConfig {
@@ -38,6 +43,8 @@ impl Default for AggregatorConfig {
             max_relay_message_bytes: 16 << 20,
             tls: None,
             insecure: false,
+            data_dir: None,
+            retention_days: 15.0,
         }
     }
 }

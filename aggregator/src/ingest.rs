@@ -61,6 +61,8 @@ impl Ingest for StoreIngest {
         // One allocation per batch, not per sample; no lock shared between streams.
         let batch: Vec<_> = samples.iter().map(|&(r, t, v)| (SeriesRef(r), t, v)).collect();
         let stats = self.store.append_batch(&batch);
+        // Acknowledge only what is durable: this waits for the WAL's (shared) fsync.
+        self.store.commit().map_err(|e| e.to_string())?;
         self.appended.inc_by(stats.appended);
         for (reason, n) in [
             ("out_of_order", stats.out_of_order),

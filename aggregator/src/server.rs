@@ -40,7 +40,7 @@ pub struct Aggregator {
 impl Aggregator {
     /// Binds both listeners (port 0 picks a free port) and starts serving until `shutdown` fires.
     pub async fn start(config: &AggregatorConfig, shutdown: CancellationToken) -> Result<Self> {
-        let store = Arc::new(Store::new(StoreOptions::default()));
+        let store = Arc::new(open_store(config)?);
         let engine = Arc::new(Engine::new(Arc::clone(&store), EngineOptions::default()));
         let ingest = Arc::new(StoreIngest::new(Arc::clone(&store)));
         let relay_metrics = RelayServerMetrics::default();
@@ -134,6 +134,10 @@ impl Aggregator {
                 tracing::error!(error = %e, "HTTP server failed.");
             }
         });
+        let mut tasks = vec![relay_task, http_task];
+        if config.data_dir.is_some() {
+            tasks.push(spawn_maintenance(Arc::clone(&store), shutdown.clone()));
+        }
         info!(relay = %relay_addr, http = %http_addr, "Aggregator listening.");
         Ok(Self {
             relay_addr,
@@ -141,7 +145,7 @@ impl Aggregator {
             store,
             engine,
             ingest,
-            tasks: vec![relay_task, http_task],
+            tasks,
         })
     }
 
@@ -169,6 +173,52 @@ impl prometheus_client::collector::Collector for CertExpiry {
         )?;
         gauge.encode(metric)
     }
+}
+
+fn open_store(config: &AggregatorConfig) -> Result<Store> {
+    let Some(dir) = &config.data_dir else {
+        warn!("No data_dir: the store is in memory and everything is lost on restart.");
+        return Ok(Store::new(StoreOptions::default()));
+    };
+    let options = StoreOptions {
+        retention_ms: Some((config.retention_days * 86_400_000.0) as i64),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir, options).map_err(|e| Error::Config {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if let Some(r) = store.replay_stats() {
+        info!(
+            dir = %dir.display(),
+            series = r.series,
+            samples = r.samples,
+            dropped_records = r.dropped_records,
+            took = ?r.duration,
+            "Store opened; WAL replayed."
+        );
+    }
+    Ok(store)
+}
+
+/// Cuts old head data into blocks, compacts and applies retention, once a minute.
+fn spawn_maintenance(store: Arc<Store>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let s = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || s.maintain()).await {
+                Ok(Ok(report)) => tracing::debug!(?report, "Store maintenance done."),
+                Ok(Err(e)) => warn!(error = %e, "Store maintenance failed."),
+                Err(e) => warn!(error = %e, "Store maintenance panicked."),
+            }
+        }
+    })
 }
 
 fn local_addr(l: &TcpListener, addr: &str) -> Result<SocketAddr> {

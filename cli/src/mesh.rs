@@ -107,6 +107,7 @@ impl LocalMesh {
                     tls: options.tls_dir.as_ref().map(|d| TlsFiles::in_dir(d, cluster)),
                     server_name: None,
                     insecure: options.tls_dir.is_none(),
+                    ..RelayConfig::default()
                 },
                 scrape: ScrapeConfig {
                     interval_secs: options.scrape_interval_secs,

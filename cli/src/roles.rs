@@ -51,6 +51,9 @@ pub struct AggregatorArgs {
     /// HTTP (Prometheus API, graph, metrics) listen address.
     #[arg(long)]
     http_listen: Option<String>,
+    /// Directory for the store's WAL and blocks (in memory when not given).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -112,6 +115,9 @@ pub async fn aggregator(args: AggregatorArgs, shutdown: CancellationToken) -> an
     if let Some(a) = args.http_listen {
         config.http_listen = a;
     }
+    if args.data_dir.is_some() {
+        config.data_dir = args.data_dir;
+    }
     if let Some(files) = args.tls.files("aggregator")? {
         config.tls = Some(files);
     }
@@ -145,6 +151,9 @@ pub struct CollectorArgs {
     /// Name the aggregator's certificate must carry, if not the relay address's host.
     #[arg(long)]
     server_name: Option<String>,
+    /// Directory for batches not yet acknowledged (survives restarts).
+    #[arg(long)]
+    buffer_dir: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -183,6 +192,9 @@ pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyh
     }
     if args.server_name.is_some() {
         config.relay.server_name = args.server_name;
+    }
+    if args.buffer_dir.is_some() {
+        config.relay.buffer_dir = args.buffer_dir;
     }
     config.relay.insecure |= args.tls.insecure;
     config

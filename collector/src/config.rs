@@ -61,6 +61,17 @@ pub struct RelayConfig {
     /// Plaintext, for local experiments only.
     #[serde(default)]
     pub insecure: bool,
+    /// Directory for batches not yet acknowledged by the aggregator; they survive restarts and
+    /// are sent again after reconnecting. Memory only when absent.
+    #[serde(default)]
+    pub buffer_dir: Option<PathBuf>,
+    /// Most bytes the disk buffer may hold; past it the oldest data is dropped (and counted).
+    #[serde(default = "default_buffer_max_bytes")]
+    pub buffer_max_bytes: u64,
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    256 << 20
 }
 
 impl Default for RelayConfig {
@@ -70,6 +81,8 @@ impl Default for RelayConfig {
             tls: None,
             server_name: None,
             insecure: false,
+            buffer_dir: None,
+            buffer_max_bytes: default_buffer_max_bytes(),
         }
     }
 }

@@ -56,9 +56,15 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         collector_id: config.collector_id.clone(),
         tls,
         server_name: config.relay.server_name.clone(),
+        buffer_dir: config.relay.buffer_dir.clone(),
+        buffer_max_bytes: config.relay.buffer_max_bytes,
         ..RelayClientOptions::default()
     };
-    let (relay, relay_task) = RelayClient::spawn(options, relay_stop.clone());
+    let (relay, relay_task) =
+        RelayClient::try_spawn(options, relay_stop.clone()).map_err(|e| Error::Config {
+            path: "relay.buffer_dir".into(),
+            reason: e.to_string(),
+        })?;
 
     if let Some(addr) = &config.listen_addr {
         serve_http(addr, Arc::clone(&registry), shutdown.clone()).await?;

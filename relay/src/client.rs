@@ -1,11 +1,14 @@
 //! Collector side of the relay: a long-lived task that keeps one stream open to an aggregator,
-//! sends queued sample batches, and reconnects with exponential backoff and jitter.
+//! sends queued sample batches, and reconnects with exponential backoff and jitter, trying each
+//! configured aggregator address in turn.
 //!
-//! Batches stay in memory until the aggregator acknowledges them and are sent again, in order, on
-//! the next stream after a disconnect. Re-sending a stored sample is harmless: the store ignores an
-//! identical repeat of a sample.
+//! Every batch gets a sequence number and is kept until the aggregator acknowledges it: in memory,
+//! or in a [`DiskBuffer`] that also survives a collector restart. After a reconnect everything
+//! unacknowledged is sent again, in order; the aggregator drops batches it already stored.
+//! Heartbeats detect a silent aggregator within `peer_timeout_ms`.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,11 +16,13 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::buffer::DiskBuffer;
 use crate::encode::{OutgoingSample, StreamEncoder};
 use crate::proto::{self, CollectorMessage, aggregator_message, collector_message};
 use crate::tls::TlsReloader;
@@ -26,20 +31,29 @@ use crate::{Error, PROTOCOL_VERSION, Result};
 /// How the client connects.
 #[derive(Clone, Debug)]
 pub struct RelayClientOptions {
-    /// Aggregator addresses (`http://host:port`), tried in turn.
+    /// Aggregator addresses (`https://host:port`), tried in turn.
     pub endpoints: Vec<String>,
     /// The cluster this collector reports for.
     pub cluster: String,
     /// This collector's id within the cluster.
     pub collector_id: String,
-    /// Batches held in memory (queued plus unacknowledged) before `send` waits.
+    /// Batches held in memory (queued plus unacknowledged) before `send` waits; with a disk
+    /// buffer, only the queue in front of it.
     pub max_queued_batches: usize,
+    /// Keep unacknowledged batches in this directory (survives restarts); memory only when `None`.
+    pub buffer_dir: Option<PathBuf>,
+    /// Most bytes the disk buffer holds before dropping its oldest data (counted).
+    pub buffer_max_bytes: u64,
     /// First reconnect delay.
     pub initial_backoff_ms: u64,
     /// Longest reconnect delay.
     pub max_backoff_ms: u64,
     /// How long shutdown waits for the last acknowledgements.
     pub drain_timeout_ms: u64,
+    /// Interval between heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// An aggregator silent this long is considered dead and the stream is re-established.
+    pub peer_timeout_ms: u64,
     /// mTLS material; `None` only in the explicit insecure mode.
     pub tls: Option<Arc<TlsReloader<rustls::ClientConfig>>>,
     /// The name the aggregator's certificate must carry; the address's host when `None`.
@@ -49,13 +63,17 @@ pub struct RelayClientOptions {
 impl Default for RelayClientOptions {
     fn default() -> Self {
         Self {
-            endpoints: vec!["http://127.0.0.1:7070".into()],
+            endpoints: vec!["https://127.0.0.1:7070".into()],
             cluster: String::new(),
             collector_id: "collector-0".into(),
             max_queued_batches: 256,
+            buffer_dir: None,
+            buffer_max_bytes: 256 << 20,
             initial_backoff_ms: 200,
             max_backoff_ms: 10_000,
             drain_timeout_ms: 5_000,
+            heartbeat_interval_ms: 5_000,
+            peer_timeout_ms: 20_000,
             tls: None,
             server_name: None,
         }
@@ -75,6 +93,8 @@ pub struct RelayClientStats {
     pub samples_acked: AtomicU64,
     /// Streams opened.
     pub connects: AtomicU64,
+    /// Samples dropped because the buffer was full or could not be written.
+    pub samples_dropped: AtomicU64,
 }
 
 /// Handle used by scrape loops to send samples.
@@ -86,8 +106,19 @@ pub struct RelayClient {
 
 impl RelayClient {
     /// Starts the connection task. It runs until `shutdown` fires and the queue is drained (or the
-    /// drain timeout passes).
-    pub fn spawn(options: RelayClientOptions, shutdown: CancellationToken) -> (RelayClient, JoinHandle<()>) {
+    /// drain timeout passes). Fails only if the disk buffer cannot be opened.
+    pub fn try_spawn(
+        options: RelayClientOptions,
+        shutdown: CancellationToken,
+    ) -> std::result::Result<(RelayClient, JoinHandle<()>), crate::buffer::BufferError> {
+        let pending = match &options.buffer_dir {
+            Some(dir) => Pending::Disk(DiskBuffer::open(dir, options.buffer_max_bytes)?),
+            None => Pending::Memory {
+                batches: VecDeque::new(),
+                next: 1,
+                epoch: rand::random::<u64>() | 1,
+            },
+        };
         let (tx, rx) = mpsc::channel(options.max_queued_batches.max(1));
         let stats = Arc::new(RelayClientStats::default());
         let span = info_span!("relay_client", cluster = %options.cluster);
@@ -95,11 +126,23 @@ impl RelayClient {
             options,
             rx,
             stats: Arc::clone(&stats),
-            unacked: VecDeque::new(),
+            pending,
             shutdown,
         };
         let handle = tokio::spawn(worker.run().instrument(span));
-        (RelayClient { tx, stats }, handle)
+        Ok((RelayClient { tx, stats }, handle))
+    }
+
+    /// [`RelayClient::try_spawn`] for in-memory buffering, which cannot fail.
+    pub fn spawn(
+        mut options: RelayClientOptions,
+        shutdown: CancellationToken,
+    ) -> (RelayClient, JoinHandle<()>) {
+        options.buffer_dir = None;
+        match Self::try_spawn(options, shutdown) {
+            Ok(x) => x,
+            Err(_) => unreachable!("an in-memory buffer cannot fail to open"),
+        }
     }
 
     /// Queues one batch, waiting while the queue is full. Fails only after the client stopped.
@@ -121,13 +164,119 @@ impl RelayClient {
     }
 }
 
+/// Where batches wait for their acknowledgement.
+enum Pending {
+    Memory {
+        batches: VecDeque<(u64, Arc<Vec<OutgoingSample>>)>,
+        next: u64,
+        epoch: u64,
+    },
+    Disk(DiskBuffer),
+}
+
+impl Pending {
+    fn epoch(&self) -> u64 {
+        match self {
+            Pending::Memory { epoch, .. } => *epoch,
+            Pending::Disk(b) => b.epoch(),
+        }
+    }
+
+    fn has_room(&self, max: usize) -> bool {
+        match self {
+            Pending::Memory { batches, .. } => batches.len() < max,
+            Pending::Disk(_) => true,
+        }
+    }
+
+    fn record(&mut self, samples: Vec<OutgoingSample>) -> Result<(u64, Arc<Vec<OutgoingSample>>)> {
+        match self {
+            Pending::Memory { batches, next, .. } => {
+                let seq = *next;
+                *next += 1;
+                let samples = Arc::new(samples);
+                batches.push_back((seq, Arc::clone(&samples)));
+                Ok((seq, samples))
+            }
+            Pending::Disk(b) => {
+                let seq = b.append(&samples).map_err(|e| Error::Buffer(e.to_string()))?;
+                Ok((seq, Arc::new(samples)))
+            }
+        }
+    }
+
+    fn unacknowledged(&self) -> Result<Vec<(u64, Arc<Vec<OutgoingSample>>)>> {
+        match self {
+            Pending::Memory { batches, .. } => Ok(batches.iter().cloned().collect()),
+            Pending::Disk(b) => Ok(b
+                .unacknowledged()
+                .map_err(|e| Error::Buffer(e.to_string()))?
+                .into_iter()
+                .map(|(s, v)| (s, Arc::new(v)))
+                .collect()),
+        }
+    }
+
+    fn acknowledge(&mut self, sequence: u64) {
+        match self {
+            Pending::Memory { batches, .. } => {
+                while batches.front().is_some_and(|(s, _)| *s <= sequence) {
+                    batches.pop_front();
+                }
+            }
+            Pending::Disk(b) => {
+                if let Err(e) = b.acknowledge(sequence) {
+                    warn!(error = %e, "Could not record an acknowledgement in the relay buffer.");
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Pending::Memory { batches, .. } => batches.is_empty(),
+            Pending::Disk(b) => b.acked() + 1 >= b.next_sequence(),
+        }
+    }
+
+    fn dropped_samples(&self) -> u64 {
+        match self {
+            Pending::Memory { .. } => 0,
+            Pending::Disk(b) => b.stats().dropped_samples,
+        }
+    }
+}
+
 struct Worker {
     options: RelayClientOptions,
     rx: mpsc::Receiver<Vec<OutgoingSample>>,
     stats: Arc<RelayClientStats>,
-    /// Sent but not yet acknowledged, oldest first, with the sequence used on the current stream.
-    unacked: VecDeque<(u64, Vec<OutgoingSample>)>,
+    pending: Pending,
     shutdown: CancellationToken,
+}
+
+enum Finished {
+    Shutdown,
+    Disconnected,
+}
+
+/// One open stream: the sender half and what was sent on it but not yet acknowledged.
+struct Stream {
+    up: mpsc::Sender<CollectorMessage>,
+    encoder: StreamEncoder,
+    /// (sequence, samples) sent on this stream and not yet acknowledged, for the counters.
+    in_flight: VecDeque<(u64, usize)>,
+}
+
+impl Stream {
+    async fn send(&mut self, seq: u64, samples: &[OutgoingSample]) -> bool {
+        let batch = self.encoder.encode(seq, samples);
+        self.in_flight.push_back((seq, samples.len()));
+        self.up
+            .send(msg(collector_message::Kind::Batch(batch)))
+            .await
+            .is_ok()
+    }
 }
 
 impl Worker {
@@ -152,15 +301,38 @@ impl Worker {
                 self.options.max_backoff_ms,
             );
             attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.shutdown.cancelled() => return,
+            // While disconnected, keep taking batches so scrapes never block on a dead link.
+            let until = Instant::now() + delay;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = self.shutdown.cancelled() => return,
+                    next = self.rx.recv(), if self.pending.has_room(self.options.max_queued_batches) => match next {
+                        Some(samples) => self.record(samples).map(|_| ()).unwrap_or(()),
+                        None => return,
+                    },
+                }
             }
         }
     }
 
-    /// One stream's life: hello, replay of unacknowledged batches, then the send/ack loop.
-    async fn stream(&mut self, addr: &str) -> Result<Finished> {
+    fn record(&mut self, samples: Vec<OutgoingSample>) -> Option<(u64, Arc<Vec<OutgoingSample>>)> {
+        let n = samples.len() as u64;
+        let dropped_before = self.pending.dropped_samples();
+        let out = match self.pending.record(samples) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                warn!(error = %e, samples = n, "Could not buffer a batch; dropped it.");
+                self.stats.samples_dropped.fetch_add(n, Ordering::Relaxed);
+                None
+            }
+        };
+        let dropped = self.pending.dropped_samples() - dropped_before;
+        self.stats.samples_dropped.fetch_add(dropped, Ordering::Relaxed);
+        out
+    }
+
+    async fn connect(&self, addr: &str) -> Result<tonic::transport::Channel> {
         // With TLS our connector does the handshake, so tonic itself speaks plain h2 to it.
         let plain = match &self.options.tls {
             Some(_) => addr.replacen("https://", "http://", 1),
@@ -170,7 +342,7 @@ impl Worker {
             .map_err(|e| Error::Rejected(format!("bad aggregator address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
-        let channel = match &self.options.tls {
+        Ok(match &self.options.tls {
             Some(tls) => {
                 let connector =
                     crate::tls::client::connector(Arc::clone(tls), self.options.server_name.clone());
@@ -182,8 +354,12 @@ impl Worker {
                 .map_err(|_| Error::Rejected(format!("connecting to {addr} timed out")))??
             }
             None => endpoint.connect().await?,
-        };
-        let mut client = proto::relay_client::RelayClient::new(channel);
+        })
+    }
+
+    /// One stream's life: hello, replay of unacknowledged batches, then the send/ack loop.
+    async fn stream(&mut self, addr: &str) -> Result<Finished> {
+        let mut client = proto::relay_client::RelayClient::new(self.connect(addr).await?);
         let (up, up_rx) = mpsc::channel::<CollectorMessage>(16);
         let hello = proto::Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -191,6 +367,7 @@ impl Worker {
             cluster: self.options.cluster.clone(),
             software_version: env!("CARGO_PKG_VERSION").to_owned(),
             capabilities: Vec::new(),
+            buffer_epoch: self.pending.epoch(),
         };
         let _ = up.send(msg(collector_message::Kind::Hello(hello))).await;
         let mut down = client.session(ReceiverStream::new(up_rx)).await?.into_inner();
@@ -204,111 +381,120 @@ impl Worker {
         }
         self.stats.connected.store(true, Ordering::Relaxed);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        let mut enc = StreamEncoder::new();
-        // Replay what the previous stream did not get acknowledged, with this stream's sequences.
-        for (seq, samples) in self.unacked.iter_mut() {
-            let batch = enc.encode(samples);
-            *seq = batch.sequence;
-            if up.send(msg(collector_message::Kind::Batch(batch))).await.is_err() {
+        let mut stream = Stream {
+            up,
+            encoder: StreamEncoder::new(),
+            in_flight: VecDeque::new(),
+        };
+        let replay = self.pending.unacknowledged()?;
+        if !replay.is_empty() {
+            info!(batches = replay.len(), "Replaying unacknowledged batches.");
+        }
+        for (seq, samples) in replay {
+            if !stream.send(seq, &samples).await {
                 return Ok(Finished::Disconnected);
             }
         }
-        let mut draining = false;
+        let mut heartbeat =
+            tokio::time::interval(Duration::from_millis(self.options.heartbeat_interval_ms.max(10)));
+        let peer_timeout = Duration::from_millis(self.options.peer_timeout_ms.max(10));
+        let mut last_heard = Instant::now();
         loop {
-            let room = self.unacked.len() < self.options.max_queued_batches;
+            let room = self.pending.has_room(self.options.max_queued_batches);
             tokio::select! {
-                next = self.rx.recv(), if room && !draining => match next {
+                next = self.rx.recv(), if room => match next {
                     Some(samples) => {
-                        let batch = enc.encode(&samples);
-                        self.unacked.push_back((batch.sequence, samples));
-                        if up.send(msg(collector_message::Kind::Batch(batch))).await.is_err() {
-                            return Ok(Finished::Disconnected);
+                        if let Some((seq, samples)) = self.record(samples) {
+                            if !stream.send(seq, &samples).await {
+                                return Ok(Finished::Disconnected);
+                            }
                         }
                     }
-                    None => draining = true,
+                    None => return self.drain(&mut stream, &mut down).await,
                 },
-                reply = down.message() => match reply? {
-                    Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Ack(ack)) }) => {
-                        self.acknowledge(ack.sequence);
-                        if draining && self.unacked.is_empty() && self.rx.is_empty() {
-                            return Ok(Finished::Shutdown);
+                reply = down.message() => {
+                    last_heard = Instant::now();
+                    match reply? {
+                        Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Ack(ack)) }) => {
+                            self.acknowledge(&mut stream, ack.sequence);
                         }
+                        Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Reject(r)) }) => {
+                            return Err(Error::Rejected(r.reason));
+                        }
+                        Some(_) => {}
+                        None => return Ok(Finished::Disconnected),
                     }
-                    Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Reject(r)) }) => {
-                        return Err(Error::Rejected(r.reason));
-                    }
-                    Some(_) => {}
-                    None => return Ok(Finished::Disconnected),
                 },
-                _ = self.shutdown.cancelled(), if !draining => {
-                    self.rx.close();
-                    debug!("Draining relay queue before shutdown.");
-                    if self.unacked.is_empty() && self.rx.is_empty() {
-                        return Ok(Finished::Shutdown);
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > peer_timeout {
+                        warn!(aggregator = %addr, silent_for = ?last_heard.elapsed(), "Aggregator stopped answering; reconnecting.");
+                        return Ok(Finished::Disconnected);
                     }
-                    let timeout = Duration::from_millis(self.options.drain_timeout_ms);
-                    let deadline = tokio::time::Instant::now() + timeout;
-                    return self.drain(&mut enc, &up, &mut down, deadline).await;
-                }
+                    let hb = proto::Heartbeat { sent_at_ms: now_ms() };
+                    if stream.up.send(msg(collector_message::Kind::Heartbeat(hb))).await.is_err() {
+                        return Ok(Finished::Disconnected);
+                    }
+                },
+                _ = self.shutdown.cancelled() => return self.drain(&mut stream, &mut down).await,
             }
         }
     }
 
-    /// Sends everything still queued and waits for its acknowledgement until `deadline`.
+    /// Sends everything still queued and waits (bounded) for its acknowledgement.
     async fn drain(
         &mut self,
-        enc: &mut StreamEncoder,
-        up: &mpsc::Sender<CollectorMessage>,
+        stream: &mut Stream,
         down: &mut tonic::Streaming<proto::AggregatorMessage>,
-        deadline: tokio::time::Instant,
     ) -> Result<Finished> {
+        debug!("Draining relay queue before shutdown.");
+        self.rx.close();
         while let Ok(samples) = self.rx.try_recv() {
-            let batch = enc.encode(&samples);
-            self.unacked.push_back((batch.sequence, samples));
-            if up.send(msg(collector_message::Kind::Batch(batch))).await.is_err() {
-                break;
+            if let Some((seq, samples)) = self.record(samples) {
+                if !stream.send(seq, &samples).await {
+                    break;
+                }
             }
         }
-        while !self.unacked.is_empty() {
+        let deadline = Instant::now() + Duration::from_millis(self.options.drain_timeout_ms);
+        while !self.pending.is_empty() {
             match tokio::time::timeout_at(deadline, down.message()).await {
                 Ok(Ok(Some(proto::AggregatorMessage {
                     kind: Some(aggregator_message::Kind::Ack(ack)),
-                }))) => self.acknowledge(ack.sequence),
+                }))) => self.acknowledge(stream, ack.sequence),
                 Ok(Ok(Some(_))) => {}
                 _ => break,
             }
         }
-        if !self.unacked.is_empty() {
+        if !self.pending.is_empty() {
             warn!(
-                batches = self.unacked.len(),
-                "Shut down with unacknowledged batches."
+                "Shut down with unacknowledged batches; they are sent after the next start if buffered on disk."
             );
         }
         Ok(Finished::Shutdown)
     }
 
-    fn acknowledge(&mut self, sequence: u64) {
-        while self.unacked.front().is_some_and(|(seq, _)| *seq <= sequence) {
-            if let Some((_, samples)) = self.unacked.pop_front() {
+    fn acknowledge(&mut self, stream: &mut Stream, sequence: u64) {
+        self.pending.acknowledge(sequence);
+        while stream.in_flight.front().is_some_and(|(seq, _)| *seq <= sequence) {
+            if let Some((_, n)) = stream.in_flight.pop_front() {
                 self.stats.batches_acked.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .samples_acked
-                    .fetch_add(samples.len() as u64, Ordering::Relaxed);
+                self.stats.samples_acked.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }
-}
-
-enum Finished {
-    Shutdown,
-    Disconnected,
 }
 
 fn msg(kind: collector_message::Kind) -> CollectorMessage {
     CollectorMessage { kind: Some(kind) }
 }
 
-/// Exponential backoff with full jitter in the upper half: `[d/2, d]` where `d = initial·2^attempt`.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Exponential backoff with jitter in the upper half: `[d/2, d]` where `d = initial·2^attempt`.
 fn backoff(attempt: u32, initial_ms: u64, max_ms: u64) -> Duration {
     let d = initial_ms
         .saturating_mul(1u64 << attempt.min(20))

@@ -123,7 +123,7 @@ mod tests {
         let mut dec = StreamDecoder::new("c1");
         let mut registered = Vec::new();
         let mut resolved = Vec::new();
-        let batch = enc.encode(&[out(&[("__name__", "up"), ("job", "x")], 1.0)]);
+        let batch = enc.encode(1, &[out(&[("__name__", "up"), ("job", "x")], 1.0)]);
         dec.decode(
             &batch,
             |l| {
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(resolved, [(7, 5, 1.0)]);
         assert_eq!(registered[0].get("cluster"), Some("c1"));
         // The second batch reuses the definition.
-        let batch = enc.encode(&[out(&[("__name__", "up"), ("job", "x")], 2.0)]);
+        let batch = enc.encode(2, &[out(&[("__name__", "up"), ("job", "x")], 2.0)]);
         assert!(batch.new_series.is_empty());
         dec.decode(&batch, |_| unreachable!(), &mut resolved).unwrap();
         assert_eq!(resolved, [(7, 5, 2.0)]);
@@ -146,7 +146,7 @@ mod tests {
     fn foreign_cluster_refused() {
         let mut enc = StreamEncoder::new();
         let mut dec = StreamDecoder::new("cluster-2");
-        let batch = enc.encode(&[out(&[("__name__", "up"), ("cluster", "cluster-1")], 1.0)]);
+        let batch = enc.encode(1, &[out(&[("__name__", "up"), ("cluster", "cluster-1")], 1.0)]);
         let err = dec.decode(&batch, |_| 1, &mut Vec::new()).unwrap_err();
         assert_eq!(err.reason(), "foreign_cluster");
     }

@@ -74,6 +74,12 @@ pub enum Error {
     /// A gRPC status from the peer.
     #[error("status: {0}")]
     Status(#[from] tonic::Status),
+    /// The peer sent nothing, not even a heartbeat, for too long.
+    #[error("peer silent for {0:?}")]
+    IdleTimeout(std::time::Duration),
+    /// The collector's disk buffer failed.
+    #[error("relay buffer: {0}")]
+    Buffer(String),
     /// A session arrived without a verified client certificate while one is required.
     #[error("no verified client certificate")]
     Unauthenticated,
@@ -98,6 +104,8 @@ impl Error {
             Error::Status(_) => "status",
             Error::Rejected(_) => "rejected",
             Error::Unauthenticated => "unauthenticated",
+            Error::Buffer(_) => "buffer",
+            Error::IdleTimeout(_) => "idle_timeout",
         }
     }
 }
@@ -114,7 +122,10 @@ impl From<Error> for tonic::Status {
             Error::ForeignCluster { .. } => tonic::Status::permission_denied(e.to_string()),
             Error::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
             Error::Ingest(_) => tonic::Status::unavailable(e.to_string()),
-            Error::Transport(_) | Error::Rejected(_) => tonic::Status::unavailable(e.to_string()),
+            Error::Transport(_) | Error::Rejected(_) | Error::Buffer(_) => {
+                tonic::Status::unavailable(e.to_string())
+            }
+            Error::IdleTimeout(_) => tonic::Status::deadline_exceeded(e.to_string()),
             Error::Status(s) => s,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`client`]: the collector's connection loop with reconnect and backoff.
 //! - [`server`]: the aggregator's gRPC service, handing decoded samples to an [`server::Ingest`].
 
+pub mod buffer;
 pub mod client;
 pub mod decode;
 pub mod encode;

@@ -1,7 +1,11 @@
 //! Aggregator side of the relay: the gRPC service that accepts collector streams.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use futures::Stream;
 use meshfed_model::Labels;
@@ -42,6 +46,7 @@ pub struct RelayServerMetrics {
     samples: Family<Vec<(String, String)>, Counter>,
     rejected: Family<Vec<(String, String)>, Counter>,
     handshake_failures: Family<Vec<(String, String)>, Counter>,
+    duplicate_batches: Family<Vec<(String, String)>, Counter>,
 }
 
 impl RelayServerMetrics {
@@ -74,6 +79,11 @@ impl RelayServerMetrics {
             "TLS handshakes refused, by reason (unknown_ca, expired, no_certificate, ...)",
             self.handshake_failures.clone(),
         );
+        r.register(
+            "duplicate_batches",
+            "Batches received again after a reconnect and not stored twice, by cluster",
+            self.duplicate_batches.clone(),
+        );
     }
 
     /// The handshake-failure counter family, for the TLS accept loop.
@@ -93,6 +103,10 @@ pub struct RelayService<I> {
     ingest: Arc<I>,
     metrics: RelayServerMetrics,
     require_identity: bool,
+    /// Highest stored sequence per stream key, shared by all sessions so a reconnect's replay
+    /// is not stored twice.
+    delivered: Arc<Mutex<HashMap<StreamKey, u64>>>,
+    idle_timeout: Duration,
 }
 
 impl<I: Ingest> RelayService<I> {
@@ -104,7 +118,15 @@ impl<I: Ingest> RelayService<I> {
             ingest,
             metrics,
             require_identity,
+            delivered: Arc::default(),
+            idle_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Ends a session that sent nothing (not even a heartbeat) for `timeout`.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
     }
 
     /// The tonic server wrapper with message-size limits applied.
@@ -155,6 +177,9 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
             metrics: self.metrics.clone(),
             decoder: StreamDecoder::new(cluster.clone()),
             collector_id: hello.collector_id.clone(),
+            stream_key: (cluster.clone(), hello.collector_id.clone(), hello.buffer_epoch),
+            delivered: Arc::clone(&self.delivered),
+            idle_timeout: self.idle_timeout,
             tx,
         };
         let span = info_span!("relay_session", cluster = %cluster, collector = %hello.collector_id);
@@ -194,8 +219,14 @@ struct Session<I> {
     metrics: RelayServerMetrics,
     decoder: StreamDecoder,
     collector_id: String,
+    stream_key: StreamKey,
+    delivered: Arc<Mutex<HashMap<StreamKey, u64>>>,
+    idle_timeout: Duration,
     tx: mpsc::Sender<std::result::Result<AggregatorMessage, Status>>,
 }
+
+/// (cluster, collector id, buffer epoch): the scope in which batch sequences are unique.
+type StreamKey = (String, String, u64);
 
 impl<I: Ingest> Session<I> {
     async fn run(mut self, mut inbound: Streaming<CollectorMessage>) {
@@ -205,21 +236,44 @@ impl<I: Ingest> Session<I> {
         self.metrics.sessions_active.inc();
         self.ingest.session_opened(&cluster, &self.collector_id);
         let labels = vec![("cluster".to_owned(), cluster.clone())];
-        let (batches, samples) = (
-            self.metrics.batches.get_or_create(&labels).clone(),
-            self.metrics.samples.get_or_create(&labels).clone(),
-        );
+        let batches = self.metrics.batches.get_or_create(&labels).clone();
+        let samples = self.metrics.samples.get_or_create(&labels).clone();
+        let duplicates = self.metrics.duplicate_batches.get_or_create(&labels).clone();
         let mut resolved = Vec::new();
         let outcome: Result<()> = async {
-            while let Some(msg) = inbound.next().await {
-                match msg?.kind {
+            loop {
+                let msg = match tokio::time::timeout(self.idle_timeout, inbound.next()).await {
+                    Ok(Some(msg)) => msg?,
+                    Ok(None) => return Ok(()),
+                    Err(_) => return Err(Error::IdleTimeout(self.idle_timeout)),
+                };
+                match msg.kind {
                     Some(collector_message::Kind::Batch(batch)) => {
                         let ingest = &self.ingest;
+                        // Always decode: a replayed batch may define series later batches use.
                         self.decoder
                             .decode(&batch, |l| ingest.register_series(l), &mut resolved)?;
-                        self.ingest.append(&cluster, &resolved).map_err(Error::Ingest)?;
-                        batches.inc();
-                        samples.inc_by(resolved.len() as u64);
+                        let seen = self.delivered.lock().get(&self.stream_key).copied().unwrap_or(0);
+                        if batch.sequence <= seen {
+                            duplicates.inc();
+                        } else {
+                            let ingest = Arc::clone(&self.ingest);
+                            let c = cluster.clone();
+                            // Storing waits for the WAL's fsync: keep it off the async workers.
+                            let (r, back) = tokio::task::spawn_blocking(move || {
+                                let r = ingest.append(&c, &resolved);
+                                (r, resolved)
+                            })
+                            .await
+                            .map_err(|e| Error::Ingest(e.to_string()))?;
+                            resolved = back;
+                            r.map_err(Error::Ingest)?;
+                            let mut delivered = self.delivered.lock();
+                            let entry = delivered.entry(self.stream_key.clone()).or_default();
+                            *entry = (*entry).max(batch.sequence);
+                            batches.inc();
+                            samples.inc_by(resolved.len() as u64);
+                        }
                         let ack = aggregator_message::Kind::Ack(proto::BatchAck {
                             sequence: batch.sequence,
                         });
@@ -229,7 +283,7 @@ impl<I: Ingest> Session<I> {
                             .await
                             .is_err()
                         {
-                            break;
+                            return Ok(());
                         }
                     }
                     Some(collector_message::Kind::Heartbeat(hb)) => {
@@ -239,7 +293,6 @@ impl<I: Ingest> Session<I> {
                     Some(collector_message::Kind::Hello(_)) | None => {}
                 }
             }
-            Ok(())
         }
         .await;
         if let Err(e) = outcome {

@@ -105,12 +105,11 @@ fn is_damage(e: &StoreError) -> bool {
     }
 }
 
+/// Opened blocks with their series' labels, and the next free block number.
+type OpenedBlocks = (Vec<(Block, Vec<Labels>)>, u64);
+
 /// Opens every block in `dir`, quarantining bad ones and deleting ones a compaction superseded.
-fn open_blocks(
-    dir: &Path,
-    verify: bool,
-    stats: &mut ReplayStats,
-) -> Result<(Vec<(Block, Vec<Labels>)>, u64)> {
+fn open_blocks(dir: &Path, verify: bool, stats: &mut ReplayStats) -> Result<OpenedBlocks> {
     let mut out = Vec::new();
     let mut next_seq = 0;
     for entry in std::fs::read_dir(dir).map_err(io("read directory", dir))? {

@@ -341,3 +341,29 @@ fn compaction_merges_and_survives_restart() {
     assert_eq!(store.label_values("i", &[], 0, 10), ["0", "1", "2"]);
     assert_eq!(store.stats().samples, 3000);
 }
+
+/// Istio-shaped counters scraped every 15 s for 2 h: block bytes per sample, labels included.
+#[test]
+fn block_bytes_per_sample_for_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let refs: Vec<SeriesRef> = (0..1000).map(|i| store.get_or_create(&labels(i))).collect();
+    let mut batch = Vec::new();
+    for k in 0..480i64 {
+        batch.clear();
+        batch.extend(
+            refs.iter()
+                .enumerate()
+                .map(|(i, &r)| (r, k * 15_000, (k * (i as i64 % 7)) as f64)),
+        );
+        store.append_batch(&batch);
+    }
+    let info = store.cut_head(480 * 15_000).unwrap().unwrap();
+    let per_sample = info.bytes as f64 / info.samples as f64;
+    eprintln!(
+        "block: {} bytes, {} samples, {per_sample:.3} B/sample",
+        info.bytes, info.samples
+    );
+    assert_eq!(info.samples, 480_000);
+    assert!(per_sample <= 1.5, "{per_sample} B/sample");
+}

@@ -132,9 +132,9 @@ impl<'a> Lexer<'a> {
         } else {
             (LABEL_START, LABEL_CONT)
         };
-        if !self
+        if self
             .peek()
-            .is_some_and(|c| NAME_CLASS[usize::from(c)] & first != 0)
+            .is_none_or(|c| NAME_CLASS[usize::from(c)] & first == 0)
         {
             return None;
         }

@@ -73,7 +73,9 @@ impl BlockWriter {
             samples: 0,
             min_t: i64::MAX,
             max_t: i64::MIN,
-            samples_per_chunk: samples_per_chunk.max(1),
+            // Blocks are read whole-range more than appended to: 4× the head's chunk size halves the
+            // per-chunk overhead (index entry, first sample in full).
+            samples_per_chunk: samples_per_chunk.saturating_mul(4).max(1),
         })
     }
 
