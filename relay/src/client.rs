@@ -404,11 +404,10 @@ impl Worker {
             tokio::select! {
                 next = self.rx.recv(), if room => match next {
                     Some(samples) => {
-                        if let Some((seq, samples)) = self.record(samples) {
-                            if !stream.send(seq, &samples).await {
+                        if let Some((seq, samples)) = self.record(samples)
+                            && !stream.send(seq, &samples).await {
                                 return Ok(Finished::Disconnected);
                             }
-                        }
                     }
                     None => return self.drain(&mut stream, &mut down).await,
                 },
@@ -449,11 +448,10 @@ impl Worker {
         debug!("Draining relay queue before shutdown.");
         self.rx.close();
         while let Ok(samples) = self.rx.try_recv() {
-            if let Some((seq, samples)) = self.record(samples) {
-                if !stream.send(seq, &samples).await {
+            if let Some((seq, samples)) = self.record(samples)
+                && !stream.send(seq, &samples).await {
                     break;
                 }
-            }
         }
         let deadline = Instant::now() + Duration::from_millis(self.options.drain_timeout_ms);
         while !self.pending.is_empty() {

@@ -2,6 +2,8 @@
 //! cluster with its own scrape loops, relay, aggregator, all over loopback sockets. What the
 //! aggregator holds after the collectors stop must equal what the simulator served, exactly.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

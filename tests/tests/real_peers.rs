@@ -2,6 +2,8 @@
 //! Prometheus 2.42 scraping the simulated pods. Both need programs `scripts/test` installs, so the
 //! tests are `#[ignore]`d in plain `cargo test`.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};

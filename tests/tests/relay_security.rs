@@ -2,6 +2,8 @@
 //! in, each speaks only for the cluster its certificate names, bad peers are refused with a
 //! counted reason while good ones keep streaming, and certificates rotate without a restart.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

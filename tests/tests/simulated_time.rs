@@ -2,6 +2,8 @@
 //! manual clock, so minutes of simulated traffic run in well under a second of test time and every
 //! expectation comes from the simulator's ground truth.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use meshfed_aggregator::graph::{self, GraphQuery};
 use meshfed_sim::{Fault, FaultRequest, SimConfig};
 use meshfed_tests::SteppedMesh;
