@@ -449,9 +449,10 @@ impl Worker {
         self.rx.close();
         while let Ok(samples) = self.rx.try_recv() {
             if let Some((seq, samples)) = self.record(samples)
-                && !stream.send(seq, &samples).await {
-                    break;
-                }
+                && !stream.send(seq, &samples).await
+            {
+                break;
+            }
         }
         let deadline = Instant::now() + Duration::from_millis(self.options.drain_timeout_ms);
         while !self.pending.is_empty() {

@@ -33,10 +33,18 @@ async fn run_until(mesh: &mut SteppedMesh, from_ms: u64, to_ms: u64) {
 async fn cluster_pair_rates_match_configured_rates_within_one_percent() {
     let mut mesh = SteppedMesh::start(config()).await.expect("start");
     run_until(&mut mesh, 0, 120_000).await;
-        // Calls leaving the mesh (PassthroughCluster) have no destination reporter.
+    // Calls leaving the mesh (PassthroughCluster) have no destination reporter.
     let mut truth = std::collections::BTreeMap::new();
-    for e in mesh.sim.mesh().edge_rates().into_iter().filter(|e| e.destination_workload != "unknown") {
-        *truth.entry((e.source_cluster, e.destination_cluster)).or_insert(0.0) += e.rate_rps;
+    for e in mesh
+        .sim
+        .mesh()
+        .edge_rates()
+        .into_iter()
+        .filter(|e| e.destination_workload != "unknown")
+    {
+        *truth
+            .entry((e.source_cluster, e.destination_cluster))
+            .or_insert(0.0) += e.rate_rps;
     }
     let got = mesh
         .query(

@@ -26,10 +26,11 @@ pub fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, TlsError> {
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             if let GeneralName::URI(uri) = name
-                && let Some(cluster) = cluster_from_spiffe(uri) {
-                    spiffe = Some((uri.to_string(), cluster));
-                    break;
-                }
+                && let Some(cluster) = cluster_from_spiffe(uri)
+            {
+                spiffe = Some((uri.to_string(), cluster));
+                break;
+            }
         }
     }
     if let Some((id, cluster)) = spiffe {
