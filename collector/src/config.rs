@@ -68,6 +68,20 @@ pub struct RelayConfig {
     /// Most bytes the disk buffer may hold; past it the oldest data is dropped (and counted).
     #[serde(default = "default_buffer_max_bytes")]
     pub buffer_max_bytes: u64,
+    /// Longest wait between reconnect attempts (backoff doubles up to it, with jitter).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// An aggregator that answers nothing, not even heartbeats, for this long is reconnected.
+    #[serde(default = "default_peer_timeout_ms")]
+    pub peer_timeout_ms: u64,
+}
+
+fn default_max_backoff_ms() -> u64 {
+    10_000
+}
+
+fn default_peer_timeout_ms() -> u64 {
+    20_000
 }
 
 fn default_buffer_max_bytes() -> u64 {
@@ -83,6 +97,8 @@ impl Default for RelayConfig {
             insecure: false,
             buffer_dir: None,
             buffer_max_bytes: default_buffer_max_bytes(),
+            max_backoff_ms: default_max_backoff_ms(),
+            peer_timeout_ms: default_peer_timeout_ms(),
         }
     }
 }

@@ -58,6 +58,9 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         server_name: config.relay.server_name.clone(),
         buffer_dir: config.relay.buffer_dir.clone(),
         buffer_max_bytes: config.relay.buffer_max_bytes,
+        max_backoff_ms: config.relay.max_backoff_ms,
+        peer_timeout_ms: config.relay.peer_timeout_ms,
+        heartbeat_interval_ms: (config.relay.peer_timeout_ms / 4).max(100),
         ..RelayClientOptions::default()
     };
     let (relay, relay_task) =

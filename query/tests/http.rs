@@ -124,3 +124,134 @@ async fn metadata_endpoints() {
     let (_, body) = get("/api/v1/status/buildinfo").await;
     assert!(body.contains(r#""version":"2.42.0""#), "{body}");
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A router over recent samples (federation only looks back 5m from now).
+fn recent_app() -> axum::Router {
+    let store = Arc::new(Store::new(StoreOptions::default()));
+    let now = now_ms();
+    let add = |pairs: &[(&str, &str)], samples: &[(i64, f64)]| {
+        let r = store.get_or_create(&Labels::from_pairs(pairs.iter().copied()));
+        for (t, v) in samples {
+            store.append(r, *t, *v).expect("append");
+        }
+    };
+    add(
+        &[("__name__", "up"), ("job", "api"), ("instance", "a")],
+        &[(now - 30_000, 1.0), (now - 15_000, 1.0)],
+    );
+    add(
+        &[("__name__", "up"), ("job", "api"), ("instance", "gone")],
+        &[(now - 30_000, 1.0), (now - 15_000, meshfed_model::stale_nan())],
+    );
+    add(
+        &[("__name__", "up"), ("job", "api"), ("instance", "old")],
+        &[(now - 600_000, 1.0)],
+    );
+    add(
+        &[
+            ("__name__", "istio_requests_total"),
+            ("job", "api"),
+            ("Zone", "x"),
+        ],
+        &[(now - 10_000, 42.0)],
+    );
+    router(Arc::new(Engine::new(store, EngineOptions::default())))
+}
+
+#[tokio::test]
+async fn federate_latest_samples_in_text_format() {
+    let resp = recent_app()
+        .oneshot(
+            Request::get("/federate?match[]=up&match[]=%7Bjob%3D%22api%22%7D")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    let body = String::from_utf8_lossy(&body);
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 4, "{body}");
+    assert_eq!(lines[0], "# TYPE istio_requests_total untyped");
+    assert!(
+        lines[1].starts_with(r#"istio_requests_total{Zone="x",job="api"} 42 "#),
+        "{body}"
+    );
+    assert_eq!(lines[2], "# TYPE up untyped");
+    assert!(lines[3].starts_with(r#"up{instance="a",job="api"} 1 "#), "{body}");
+    let ts: i64 = lines[3]
+        .rsplit(' ')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("ts");
+    assert!((now_ms() - ts - 15_000).abs() < 5_000, "{ts}");
+
+    let resp = recent_app()
+        .oneshot(Request::get("/federate").body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = recent_app()
+        .oneshot(
+            Request::get("/federate?match[]=rate(up[1m])")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn rules_alerts_and_format_query() {
+    let (status, body) = get("/api/v1/rules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"status":"success","data":{"groups":[]}}"#);
+    let (_, body) = get("/api/v1/alerts").await;
+    assert_eq!(body, r#"{"status":"success","data":{"alerts":[]}}"#);
+    let (status, body) = get("/api/v1/format_query?query=sum%20by(job)(rate(up%5B5m%5D))").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":"sum by (job) (rate(up[5m]))"}"#
+    );
+    let (status, body) = get("/api/v1/format_query?query=sum(").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
+}
+
+#[tokio::test]
+async fn gzip_when_asked() {
+    let resp = app()
+        .oneshot(
+            Request::get("/api/v1/labels")
+                .header("accept-encoding", "gzip")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let resp = app()
+        .oneshot(
+            Request::get("/api/v1/labels")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert!(resp.headers().get("content-encoding").is_none());
+}

@@ -292,7 +292,7 @@ impl Worker {
             }
             self.stats.connected.store(false, Ordering::Relaxed);
             if self.shutdown.is_cancelled() {
-                return;
+                return self.keep_queued();
             }
             endpoint += 1;
             let delay = backoff(
@@ -306,13 +306,22 @@ impl Worker {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
-                    _ = self.shutdown.cancelled() => return,
+                    _ = self.shutdown.cancelled() => return self.keep_queued(),
                     next = self.rx.recv(), if self.pending.has_room(self.options.max_queued_batches) => match next {
                         Some(samples) => self.record(samples).map(|_| ()).unwrap_or(()),
                         None => return,
                     },
                 }
             }
+        }
+    }
+
+    /// At shutdown without a connection: move what is still queued into the buffer, so a disk
+    /// buffer sends it after the next start.
+    fn keep_queued(&mut self) {
+        self.rx.close();
+        while let Ok(samples) = self.rx.try_recv() {
+            let _ = self.record(samples);
         }
     }
 

@@ -16,6 +16,8 @@ use meshfed_sim::{ManualClock, RunningSim, SimConfig, Simulator};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod prometheus;
+
 /// A simulator on a manual clock, the real aggregator, and per-cluster relay clients fed by real
 /// `Scraper`s. Each [`SteppedMesh::step`] advances simulated time and scrapes every pod once with
 /// the simulated timestamp, so minutes of traffic run in milliseconds with exact ground truth.

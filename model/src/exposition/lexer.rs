@@ -169,8 +169,19 @@ impl<'a> Lexer<'a> {
         let (line, line_start) = (self.line, self.line_start);
         let mut escaped = false;
         loop {
-            // Label values are mostly plain: jump straight to the next byte that matters.
-            let Some(i) = memchr::memchr3(b'"', b'\\', b'\n', &self.b[self.pos..]) else {
+            // Label values are mostly short and plain: look at the next few bytes directly, then
+            // let memchr jump through long ones.
+            let short = self.b[self.pos..]
+                .iter()
+                .take(SHORT_VALUE)
+                .position(|&c| VALUE_STOP[usize::from(c)]);
+            let next = match short {
+                Some(i) => Some(i),
+                None if self.b.len() - self.pos <= SHORT_VALUE => None,
+                None => memchr::memchr3(b'"', b'\\', b'\n', &self.b[self.pos + SHORT_VALUE..])
+                    .map(|i| i + SHORT_VALUE),
+            };
+            let Some(i) = next else {
                 self.pos = self.b.len();
                 (self.line, self.line_start) = (line, line_start);
                 return fail(open, "unterminated label value");
@@ -198,6 +209,18 @@ impl<'a> Lexer<'a> {
         Ok((raw, escaped))
     }
 }
+
+/// How many bytes of a label value are scanned one by one before handing over to memchr.
+const SHORT_VALUE: usize = 24;
+
+/// The bytes that end a run of plain label-value text.
+static VALUE_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'\n' as usize] = true;
+    t
+};
 
 const METRIC_START: u8 = 1;
 const METRIC_CONT: u8 = 2;

@@ -1,7 +1,10 @@
 //! The Prometheus HTTP API subset Grafana's Prometheus data source uses: instant and range
-//! queries (GET and POST form), label names and values, series and build info.
+//! queries (GET and POST form), label names and values, series, build info, metadata and
+//! exemplars (empty), rules and alerts (empty, as Prometheus without rules), `format_query`, and
+//! `/federate`. Responses are gzip-compressed when the client sends `Accept-Encoding: gzip`.
 
 pub mod error;
+pub mod federate;
 pub mod params;
 pub mod response;
 
@@ -20,6 +23,7 @@ use crate::engine::{Engine, matcher_sets, parse};
 use error::ApiError;
 use params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration};
 use promql_parser::parser::Expr;
+use tower_http::compression::CompressionLayer;
 
 /// The version reported by `/api/v1/status/buildinfo` (≥ 2.24 makes Grafana use `match[]`).
 pub const PROMETHEUS_COMPAT_VERSION: &str = "2.42.0";
@@ -35,21 +39,26 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/metadata", get(empty_object))
         .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/federate", get(federate::federate).post(federate::federate))
         .with_state(engine)
+        .layer(CompressionLayer::new())
 }
 
 fn json(body: String) -> Response {
     ([("content-type", "application/json")], body).into_response()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn run<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))
@@ -112,7 +121,7 @@ async fn query_range(
 }
 
 /// Parses `match[]` selectors into matcher sets.
-fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+pub(crate) fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     let mut sets = Vec::new();
     for m in p.all("match[]") {
         let expr = parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
@@ -204,4 +213,31 @@ async fn buildinfo() -> Response {
     json(format!(
         "{{\"status\":\"success\",\"data\":{{\"version\":\"{PROMETHEUS_COMPAT_VERSION}\",\"revision\":\"meshfed\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}}}}"
     ))
+}
+
+async fn rules() -> Response {
+    json("{\"status\":\"success\",\"data\":{\"groups\":[]}}".to_string())
+}
+
+async fn alerts() -> Response {
+    json("{\"status\":\"success\",\"data\":{\"alerts\":[]}}".to_string())
+}
+
+/// `/api/v1/format_query`: the query pretty-printed (promql-parser's `prettify`, Prometheus'
+/// layout), or `bad_data` when it does not parse.
+async fn format_query(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_parts(&method, &uri, &headers, &body);
+    let q = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let expr = parse(q)?;
+    let mut out = String::from("{\"status\":\"success\",\"data\":");
+    out.push_str(&serde_json::to_string(&expr.prettify()).unwrap_or_else(|_| "\"\"".into()));
+    out.push('}');
+    Ok(json(out))
 }
