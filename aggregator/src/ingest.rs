@@ -64,10 +64,12 @@ impl Ingest for StoreIngest {
         // Acknowledge only what is durable: this waits for the WAL's (shared) fsync.
         self.store.commit().map_err(|e| e.to_string())?;
         self.appended.inc_by(stats.appended);
-        for (reason, n) in [
+        let refused = [
             ("out_of_order", stats.out_of_order),
             ("duplicate", stats.duplicate),
-        ] {
+            ("unknown_series", stats.unknown_series),
+        ];
+        for (reason, n) in refused {
             if n > 0 {
                 self.refused
                     .get_or_create(&vec![("reason".into(), reason.into())])

@@ -129,6 +129,7 @@ fn streaming_agrees_on_edge_cases() {
         "# TYPE s stateset\ns{s=\"a\"} 1\ns{s=\"b\"} 0\n# EOF\n",
         "a 1\n",
         "a{b=\"1\",b=\"2\"} 1\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 3 # {a=\"x\",a=\"y\"} 0.5\n# EOF\n",
         "a  1\n# EOF\n",
     ];
     for body in om {

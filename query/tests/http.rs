@@ -198,11 +198,14 @@ async fn federate_latest_samples_in_text_format() {
         .expect("ts");
     assert!((now_ms() - ts - 15_000).abs() < 5_000, "{ts}");
 
+    // Like Prometheus 2.42: no match[] selects nothing.
     let resp = recent_app()
         .oneshot(Request::get("/federate").body(Body::empty()).expect("request"))
         .await
         .expect("infallible");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    assert!(body.is_empty());
     let resp = recent_app()
         .oneshot(
             Request::get("/federate?match[]=rate(up[1m])")

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME};
 
+use crate::encode::{ValueState, new_series, sample_columns};
 use crate::proto::{SampleBatch, SeriesDefinition};
 use crate::{CLUSTER_LABEL, Error, Result};
 
@@ -15,6 +16,7 @@ pub type ResolvedSample = (u64, i64, f64);
 pub struct StreamDecoder {
     cluster: String,
     refs: HashMap<u64, u64>,
+    values: ValueState,
 }
 
 impl StreamDecoder {
@@ -23,6 +25,7 @@ impl StreamDecoder {
         Self {
             cluster: cluster.into(),
             refs: HashMap::new(),
+            values: ValueState::default(),
         }
     }
 
@@ -44,28 +47,35 @@ impl StreamDecoder {
     ) -> Result<()> {
         out.clear();
         let seq = batch.sequence;
-        let (n, t, v) = (batch.refs.len(), batch.timestamps_ms.len(), batch.values.len());
-        if n != t || n != v {
-            return Err(Error::RaggedColumns {
-                sequence: seq,
-                refs: n,
-                timestamps: t,
-                values: v,
-            });
-        }
-        for def in &batch.new_series {
+        let defs = new_series(batch).map_err(|reason| Error::BadColumns {
+            sequence: seq,
+            reason,
+        })?;
+        for def in defs.iter() {
             let labels = self.series_labels(seq, def)?;
             let id = register(&labels);
             self.refs.insert(def.r#ref, id);
         }
-        out.reserve(n);
-        for i in 0..n {
-            let r = batch.refs[i];
+        let c = sample_columns(batch).map_err(|e| Error::BadColumns {
+            sequence: seq,
+            reason: e.0,
+        })?;
+        if !c.is_consistent() {
+            return Err(Error::RaggedColumns {
+                sequence: seq,
+                refs: c.refs.len(),
+                timestamps: c.timestamps_ms.len(),
+                values: c.values.len(),
+            });
+        }
+        out.reserve(c.refs.len());
+        for i in 0..c.refs.len() {
+            let r = c.refs[i];
             let id = *self.refs.get(&r).ok_or(Error::UnknownRef {
                 sequence: seq,
                 series_ref: r,
             })?;
-            out.push((id, batch.timestamps_ms[i], batch.values[i]));
+            out.push((id, c.timestamps_ms[i], c.value(i, &mut self.values)));
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use meshfed_model::{Labels, LabelsBuilder};
 
+use prost::Message;
+
 use crate::proto::{self, SampleBatch, SeriesDefinition};
 
 /// One sample headed for the aggregator. Labels are shared so a scrape does not copy them.
@@ -21,15 +23,62 @@ pub struct OutgoingSample {
 }
 
 /// The series a stream (or buffer segment) has defined so far.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamEncoder {
     refs: HashMap<Arc<Labels>, u64>,
+    columnar: bool,
+    values: ValueState,
+}
+
+/// Most bytes the compressed series definitions of one batch may expand to.
+pub const MAX_DEFINITIONS_BYTES: usize = 64 << 20;
+
+/// The previous value of each series on a stream, for the XOR value encoding of the columnar
+/// form. Encoder and decoder keep one each and apply batches in the same order.
+#[derive(Debug, Default)]
+pub struct ValueState {
+    prev: HashMap<u64, u64>,
+}
+
+impl ValueState {
+    /// Encodes: the value's bits XOR the series' previous bits.
+    pub fn xor_in(&mut self, series_ref: u64, value: f64) -> u64 {
+        let bits = value.to_bits();
+        bits ^ self.prev.insert(series_ref, bits).unwrap_or(0)
+    }
+
+    /// Decodes what [`ValueState::xor_in`] produced. Callers check `series_ref` is defined first,
+    /// so the state holds at most one entry per defined series.
+    pub fn xor_out(&mut self, series_ref: u64, xored: u64) -> f64 {
+        let bits = xored ^ self.prev.get(&series_ref).copied().unwrap_or(0);
+        self.prev.insert(series_ref, bits);
+        f64::from_bits(bits)
+    }
+}
+
+impl Default for StreamEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl StreamEncoder {
-    /// A fresh, empty dictionary.
+    /// A fresh, empty dictionary that writes sample columns as compressed Arrow IPC.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            refs: HashMap::new(),
+            columnar: true,
+            values: ValueState::default(),
+        }
+    }
+
+    /// A dictionary writing plain protobuf columns (for tests and size comparisons).
+    pub fn plain() -> Self {
+        Self {
+            refs: HashMap::new(),
+            columnar: false,
+            values: ValueState::default(),
+        }
     }
 
     /// Number of series defined so far.
@@ -45,6 +94,8 @@ impl StreamEncoder {
             refs: Vec::with_capacity(samples.len()),
             timestamps_ms: Vec::with_capacity(samples.len()),
             values: Vec::with_capacity(samples.len()),
+            columns: Vec::new(),
+            new_series_zstd: Vec::new(),
         };
         for s in samples {
             let next = self.refs.len() as u64 + 1;
@@ -66,7 +117,110 @@ impl StreamEncoder {
             batch.timestamps_ms.push(s.timestamp_ms);
             batch.values.push(s.value);
         }
+        if self.columnar && !samples.is_empty() {
+            self.make_columnar(&mut batch);
+        }
         batch
+    }
+
+    fn make_columnar(&mut self, batch: &mut SampleBatch) {
+        let xored: Vec<u64> = batch
+            .refs
+            .iter()
+            .zip(&batch.values)
+            .map(|(&r, &v)| self.values.xor_in(r, v))
+            .collect();
+        match crate::columns::encode(&batch.refs, &batch.timestamps_ms, &xored) {
+            Ok(bytes) => {
+                batch.columns = bytes;
+                batch.refs = Vec::new();
+                batch.timestamps_ms = Vec::new();
+                batch.values = Vec::new();
+            }
+            Err(e) => {
+                // Cannot happen with our own well-formed columns. Should it, fall back to plain
+                // columns for the rest of the stream (plain values do not use the XOR state).
+                tracing::error!(error = %e, "Encoding relay columns failed; sending plain columns.");
+                self.columnar = false;
+            }
+        }
+        if !batch.new_series.is_empty() {
+            let defs = proto::SeriesDefinitions {
+                series: std::mem::take(&mut batch.new_series),
+            }
+            .encode_to_vec();
+            match zstd::bulk::compress(&defs, 3) {
+                Ok(z) => batch.new_series_zstd = z,
+                Err(_) => {
+                    batch.new_series = proto::SeriesDefinitions::decode(defs.as_slice())
+                        .map(|d| d.series)
+                        .unwrap_or_default()
+                }
+            }
+        }
+    }
+}
+
+/// The series definitions of `batch`, decompressing them when compressed.
+pub fn new_series(batch: &SampleBatch) -> Result<std::borrow::Cow<'_, [SeriesDefinition]>, String> {
+    if batch.new_series_zstd.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed(&batch.new_series));
+    }
+    let raw = zstd::bulk::decompress(&batch.new_series_zstd, MAX_DEFINITIONS_BYTES)
+        .map_err(|e| format!("series definitions: {e}"))?;
+    let defs =
+        proto::SeriesDefinitions::decode(raw.as_slice()).map_err(|e| format!("series definitions: {e}"))?;
+    Ok(std::borrow::Cow::Owned(defs.series))
+}
+
+/// The sample columns of `batch`: refs, timestamps, and values. In the columnar form values are
+/// still XOR-encoded bits; `plain` tells which.
+pub fn sample_columns(batch: &SampleBatch) -> Result<Columns, crate::columns::ColumnsError> {
+    if batch.columns.is_empty() {
+        let values = batch.values.iter().map(|v| v.to_bits()).collect();
+        return Ok(Columns {
+            refs: batch.refs.clone(),
+            timestamps_ms: batch.timestamps_ms.clone(),
+            values,
+            xored: false,
+        });
+    }
+    let mut c = Columns {
+        refs: Vec::new(),
+        timestamps_ms: Vec::new(),
+        values: Vec::new(),
+        xored: true,
+    };
+    crate::columns::decode(&batch.columns, &mut c.refs, &mut c.timestamps_ms, &mut c.values)?;
+    Ok(c)
+}
+
+/// Decoded sample columns.
+#[derive(Debug)]
+pub struct Columns {
+    /// Series refs.
+    pub refs: Vec<u64>,
+    /// Timestamps.
+    pub timestamps_ms: Vec<i64>,
+    /// Value bits, XOR-encoded when `xored`.
+    pub values: Vec<u64>,
+    /// Whether `values` must go through [`ValueState::xor_out`].
+    pub xored: bool,
+}
+
+impl Columns {
+    /// Whether the three columns have equal length.
+    pub fn is_consistent(&self) -> bool {
+        self.refs.len() == self.timestamps_ms.len() && self.refs.len() == self.values.len()
+    }
+
+    /// The value at `i` (after checking its ref is defined).
+    pub fn value(&self, i: usize, state: &mut ValueState) -> f64 {
+        if self.xored {
+            state.xor_out(self.refs[i], self.values[i])
+        } else {
+            f64::from_bits(self.values[i])
+        }
     }
 }
 
@@ -75,29 +229,30 @@ impl StreamEncoder {
 #[derive(Debug, Default)]
 pub struct DictionaryDecoder {
     series: HashMap<u64, Arc<Labels>>,
+    values: ValueState,
 }
 
 impl DictionaryDecoder {
     /// Decodes one batch; `None` if it names a ref never defined or its columns differ in length.
     pub fn decode(&mut self, batch: &SampleBatch) -> Option<Vec<OutgoingSample>> {
-        for def in &batch.new_series {
+        for def in new_series(batch).ok()?.iter() {
             let mut b = LabelsBuilder::with_capacity(def.labels.len());
             for l in &def.labels {
                 b.set(l.name.as_str(), l.value.as_str());
             }
             self.series.insert(def.r#ref, Arc::new(b.build()));
         }
-        let n = batch.refs.len();
-        if batch.timestamps_ms.len() != n || batch.values.len() != n {
+        let c = sample_columns(batch).ok()?;
+        if !c.is_consistent() {
             return None;
         }
-        (0..n)
+        (0..c.refs.len())
             .map(|i| {
-                let labels = Arc::clone(self.series.get(&batch.refs[i])?);
+                let labels = Arc::clone(self.series.get(&c.refs[i])?);
                 Some(OutgoingSample {
                     labels,
-                    timestamp_ms: batch.timestamps_ms[i],
-                    value: batch.values[i],
+                    timestamp_ms: c.timestamps_ms[i],
+                    value: c.value(i, &mut self.values),
                 })
             })
             .collect()
@@ -118,7 +273,7 @@ mod tests {
 
     #[test]
     fn series_defined_once_and_decoded_back() {
-        let mut enc = StreamEncoder::new();
+        let mut enc = StreamEncoder::plain();
         let first = [sample("a", 1.0), sample("b", 2.0), sample("a", 3.0)];
         let b1 = enc.encode(7, &first);
         assert_eq!(b1.sequence, 7);
@@ -132,6 +287,12 @@ mod tests {
         let mut dec = DictionaryDecoder::default();
         assert_eq!(dec.decode(&b1).unwrap(), first);
         assert_eq!(dec.decode(&b2).unwrap(), second);
+        // The columnar form decodes to the same samples.
+        let mut enc = StreamEncoder::new();
+        let mut dec = DictionaryDecoder::default();
+        let b = enc.encode(1, &first);
+        assert!(b.refs.is_empty() && !b.columns.is_empty());
+        assert_eq!(dec.decode(&b).unwrap(), first);
     }
 
     #[test]

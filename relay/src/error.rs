@@ -37,6 +37,14 @@ pub enum Error {
         /// Length of the values column.
         values: usize,
     },
+    /// The Arrow columns of a batch are malformed or over the limits.
+    #[error("batch {sequence}: {reason}")]
+    BadColumns {
+        /// Batch sequence number.
+        sequence: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A sample names a ref the stream never defined.
     #[error("batch {sequence}: unknown series ref {series_ref}")]
     UnknownRef {
@@ -97,6 +105,7 @@ impl Error {
             Error::MissingCluster { .. } => "missing_cluster",
             Error::RaggedColumns { .. } => "ragged_columns",
             Error::UnknownRef { .. } => "unknown_ref",
+            Error::BadColumns { .. } => "bad_columns",
             Error::InvalidSeries { .. } => "invalid_series",
             Error::ForeignCluster { .. } => "foreign_cluster",
             Error::Ingest(_) => "ingest",
@@ -117,6 +126,7 @@ impl From<Error> for tonic::Status {
             | Error::MissingCluster { .. }
             | Error::RaggedColumns { .. }
             | Error::UnknownRef { .. }
+            | Error::BadColumns { .. }
             | Error::InvalidSeries { .. } => tonic::Status::invalid_argument(e.to_string()),
             Error::UnsupportedVersion { .. } => tonic::Status::failed_precondition(e.to_string()),
             Error::ForeignCluster { .. } => tonic::Status::permission_denied(e.to_string()),

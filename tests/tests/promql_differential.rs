@@ -647,18 +647,19 @@ async fn promql_matches_prometheus_on_identical_data() {
         let p = range_query(&client, &theirs, &q, start, end).await;
         let o = range_query(&client, &ours, &q, start, end).await;
         let diff = compare(&p, &o);
-        if std::env::var("MESHFED_DIFF_DEBUG").is_ok_and(|d| d == q) {
-            if let Ok(m) = &p {
-                let mut by_ts: BTreeMap<String, Vec<(f64, String)>> = BTreeMap::new();
-                for (l, pts) in m {
-                    for (t, v) in pts {
-                        by_ts.entry(format!("{t}")).or_default().push((*v, format!("{l:?}")));
-                    }
+        if let (true, Ok(m)) = (std::env::var("MESHFED_DIFF_DEBUG").is_ok_and(|d| d == q), &p) {
+            let mut by_ts: BTreeMap<String, Vec<(f64, String)>> = BTreeMap::new();
+            for (l, pts) in m {
+                for (t, v) in pts {
+                    by_ts
+                        .entry(format!("{t}"))
+                        .or_default()
+                        .push((*v, format!("{l:?}")));
                 }
-                for (t, mut vs) in by_ts {
-                    vs.sort_by(|a, b| b.0.total_cmp(&a.0));
-                    println!("{t}: {:?}", &vs[..vs.len().min(5)]);
-                }
+            }
+            for (t, mut vs) in by_ts {
+                vs.sort_by(|a, b| b.0.total_cmp(&a.0));
+                println!("{t}: {:?}", &vs[..vs.len().min(5)]);
             }
         }
         let nonempty = p.as_ref().map(|m| m.len()).unwrap_or(0);

@@ -240,9 +240,9 @@ pub fn check_with(body: &str, format: Format, validation: Validation) -> Vec<Par
 /// Streams the samples of `body` to `f`, in order, without building label sets: the steady-state
 /// path of a scraper that caches series by their text. Checks the same syntax as [`parse`]
 /// ([`Validation::Scrape`]) and stops at the first error, after the samples before it were passed
-/// to `f` (a scraper discards the scrape). Two things differ from [`parse`]: a repeated label name
-/// is reported by [`RawSample::labels`] rather than here, and exemplars are checked but not
-/// returned. Allocates per family, not per sample.
+/// to `f` (a scraper discards the scrape). Two things differ from [`parse`]: a sample label set that
+/// repeats a name is reported by [`RawSample::labels`] rather than here, and exemplars are checked
+/// but not returned. Allocates per family, not per sample.
 pub fn for_each_sample<'a>(
     body: &'a str,
     format: Format,

@@ -44,6 +44,8 @@ struct OmParser<'a, 'f> {
     /// Every sample name a finished family may use, to detect clashes and interleaving.
     seen_names: HashSet<String>,
     labels: Vec<RawLabel<'a>>,
+    /// Scratch for an exemplar's label names when streaming.
+    names: Vec<&'a str>,
     sorter: LabelSorter<'a>,
     eof: bool,
     errors: Vec<ParseError>,
@@ -93,6 +95,7 @@ impl<'a, 'f> OmParser<'a, 'f> {
             cur: None,
             seen_names: HashSet::new(),
             labels: Vec::new(),
+            names: Vec::new(),
             sorter: LabelSorter::default(),
             eof: false,
             errors: Vec::new(),
@@ -312,7 +315,9 @@ impl<'a> OmParser<'a, '_> {
         }
         let mut raw = Vec::new();
         if streaming {
-            label_set(lx, &mut ())?;
+            // Only the names, to reject a repeated one as `parse` does; no per-sample allocation.
+            self.names.clear();
+            label_set(lx, &mut NameSink(&mut self.names))?;
         } else {
             label_set(lx, &mut raw)?;
         }
@@ -330,7 +335,11 @@ impl<'a> OmParser<'a, '_> {
             None
         };
         if streaming {
-            return Ok(None);
+            self.names.sort_unstable();
+            return match self.names.windows(2).find(|w| w[0] == w[1]) {
+                Some(w) => fail(start, format!("duplicate label name {:?}", w[0])),
+                None => Ok(None),
+            };
         }
         let labels = build_labels(None, &mut raw).or_else(|r| fail(start, r))?;
         Ok(Some(Exemplar {
@@ -371,6 +380,15 @@ impl<'a> OmParser<'a, '_> {
             let e = ParseError::at(self.lx.src, at.line, at.start, at.start, reason);
             self.errors.push(e);
         }
+    }
+}
+
+/// Keeps only label names (exemplars when streaming).
+struct NameSink<'s, 'a>(&'s mut Vec<&'a str>);
+
+impl<'a> LabelSink<'a> for NameSink<'_, 'a> {
+    fn push(&mut self, name: &'a str, _: &'a str, _: bool) {
+        self.0.push(name);
     }
 }
 

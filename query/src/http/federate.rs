@@ -1,7 +1,8 @@
 //! `/federate`: the latest sample of every selected series in Prometheus text format 0.0.4, with
 //! explicit timestamps, so another Prometheus can scrape meshfed with `honor_labels: true`.
 //!
-//! Like Prometheus' handler: `match[]` is required (repeatable, unioned), only samples within the
+//! Like Prometheus' handler: `match[]` selects (repeatable, unioned; none selects nothing and
+//! answers an empty 200, as Prometheus 2.42 does), only samples within the
 //! engine's lookback before now count, a series whose latest sample is a staleness marker is
 //! omitted, output is grouped by metric name with an `untyped` `# TYPE` line per name (the store
 //! keeps no metadata), and errors are plain text with HTTP 400.
@@ -41,9 +42,6 @@ pub async fn federate(
     body: Bytes,
 ) -> Response {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    if p.all("match[]").is_empty() {
-        return plain_error(StatusCode::BAD_REQUEST, "no match[] parameter provided".into());
-    }
     let sets = match match_sets(&p) {
         Ok(s) => s,
         Err(e) => return plain_error(StatusCode::BAD_REQUEST, e.message),
