@@ -7,9 +7,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use meshfed_relay::client::{RelayClient, RelayClientOptions};
+use meshfed_relay::client_metrics::RelayClientCollector;
 use meshfed_relay::tls::TlsReloader;
 use meshfed_relay::tls::client::build_client_config;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -24,15 +24,8 @@ use crate::{Error, Result};
 /// relay and waits (bounded) for the aggregator to acknowledge them.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<()> {
     let metrics = CollectorMetrics::default();
-    let relay_connected = Gauge::<i64>::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    registry.register(
-        "meshfed_collector_relay_connected",
-        "1 while a relay stream to the aggregator is open",
-        relay_connected.clone(),
-    );
-    let registry = Arc::new(registry);
 
     let relay_stop = CancellationToken::new();
     let tls = match &config.relay.tls {
@@ -68,6 +61,8 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             path: "relay.buffer_dir".into(),
             reason: e.to_string(),
         })?;
+    registry.register_collector(Box::new(RelayClientCollector(relay.stats_handle())));
+    let registry = Arc::new(registry);
 
     if let Some(addr) = &config.listen_addr {
         serve_http(addr, Arc::clone(&registry), shutdown.clone()).await?;
@@ -98,7 +93,6 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             manager.sync(&targets);
             known = targets;
         }
-        relay_connected.set(i64::from(relay.stats().connected.load(Ordering::Relaxed)));
     }
     manager.shutdown().await;
     relay_stop.cancel();

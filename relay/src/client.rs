@@ -162,6 +162,11 @@ impl RelayClient {
     pub fn stats(&self) -> &RelayClientStats {
         &self.stats
     }
+
+    /// A shared handle to the counters, for metrics collectors.
+    pub fn stats_handle(&self) -> Arc<RelayClientStats> {
+        Arc::clone(&self.stats)
+    }
 }
 
 /// Where batches wait for their acknowledgement.

@@ -12,6 +12,7 @@
 
 pub mod buffer;
 pub mod client;
+pub mod client_metrics;
 pub mod columns;
 pub mod decode;
 pub mod encode;
