@@ -33,6 +33,10 @@ pub struct AggregatorConfig {
     pub data_dir: Option<PathBuf>,
     /// Keep samples this many days (persistent store only).
     pub retention_days: f64,
+    /// Most series one collector stream may define.
+    pub max_series_per_collector: usize,
+    /// Samples per second one collector may send before it is slowed down (0: unlimited).
+    pub max_samples_per_sec_per_collector: u64,
 }
 
 impl Default for AggregatorConfig {
@@ -45,6 +49,8 @@ impl Default for AggregatorConfig {
             insecure: false,
             data_dir: None,
             retention_days: 15.0,
+            max_series_per_collector: 4_000_000,
+            max_samples_per_sec_per_collector: 0,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use meshfed_query::{Engine, EngineOptions};
-use meshfed_relay::server::{RelayServerMetrics, RelayService};
+use meshfed_relay::server::{RelayServerMetrics, RelayService, SessionLimits};
 use meshfed_store::{Store, StoreOptions};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -68,6 +68,10 @@ impl Aggregator {
             reason,
         })?;
         let service = RelayService::new(Arc::clone(&ingest), relay_metrics.clone(), config.tls.is_some())
+            .with_limits(SessionLimits {
+                max_series: config.max_series_per_collector,
+                max_samples_per_sec: config.max_samples_per_sec_per_collector,
+            })
             .into_server(config.max_relay_message_bytes);
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(20)))

@@ -29,6 +29,11 @@ impl StreamDecoder {
         }
     }
 
+    /// Series defined on this stream so far.
+    pub fn defined_series(&self) -> usize {
+        self.refs.len()
+    }
+
     /// The stream's cluster.
     pub fn cluster(&self) -> &str {
         &self.cluster

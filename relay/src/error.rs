@@ -82,6 +82,12 @@ pub enum Error {
     /// A gRPC status from the peer.
     #[error("status: {0}")]
     Status(#[from] tonic::Status),
+    /// The stream defined more series than the per-session limit.
+    #[error("stream defines more than {limit} series")]
+    TooManySeries {
+        /// The limit.
+        limit: usize,
+    },
     /// The peer sent nothing, not even a heartbeat, for too long.
     #[error("peer silent for {0:?}")]
     IdleTimeout(std::time::Duration),
@@ -110,11 +116,17 @@ impl Error {
             Error::ForeignCluster { .. } => "foreign_cluster",
             Error::Ingest(_) => "ingest",
             Error::Transport(_) => "transport",
-            Error::Status(_) => "status",
+            Error::Status(s) => match s.code() {
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => "oversized",
+                tonic::Code::Internal | tonic::Code::InvalidArgument => "malformed",
+                tonic::Code::Cancelled => "cancelled",
+                _ => "status",
+            },
             Error::Rejected(_) => "rejected",
             Error::Unauthenticated => "unauthenticated",
             Error::Buffer(_) => "buffer",
             Error::IdleTimeout(_) => "idle_timeout",
+            Error::TooManySeries { .. } => "too_many_series",
         }
     }
 }
@@ -136,6 +148,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::unavailable(e.to_string())
             }
             Error::IdleTimeout(_) => tonic::Status::deadline_exceeded(e.to_string()),
+            Error::TooManySeries { .. } => tonic::Status::resource_exhausted(e.to_string()),
             Error::Status(s) => s,
         }
     }

@@ -107,6 +107,27 @@ pub struct RelayService<I> {
     /// is not stored twice.
     delivered: Arc<Mutex<HashMap<StreamKey, u64>>>,
     idle_timeout: Duration,
+    limits: SessionLimits,
+}
+
+/// Per-session limits, so one collector cannot grow the aggregator's memory without bound or
+/// take more than its share of ingest.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Most series one stream may define (the per-stream dictionary's size).
+    pub max_series: usize,
+    /// Samples per second one session may ingest; beyond it the session is slowed down (its
+    /// stream is read later, which pushes back on the collector), never dropped. 0: unlimited.
+    pub max_samples_per_sec: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_series: 4_000_000,
+            max_samples_per_sec: 0,
+        }
+    }
 }
 
 impl<I: Ingest> RelayService<I> {
@@ -120,7 +141,14 @@ impl<I: Ingest> RelayService<I> {
             require_identity,
             delivered: Arc::default(),
             idle_timeout: Duration::from_secs(60),
+            limits: SessionLimits::default(),
         }
+    }
+
+    /// Applies per-session limits.
+    pub fn with_limits(mut self, limits: SessionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Ends a session that sent nothing (not even a heartbeat) for `timeout`.
@@ -151,7 +179,10 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
             Some(Ok(CollectorMessage {
                 kind: Some(collector_message::Kind::Hello(h)),
             })) => h,
-            Some(Err(status)) => return Err(status),
+            Some(Err(status)) => {
+                self.metrics.reject(Error::Status(status.clone()).reason());
+                return Err(status);
+            }
             _ => {
                 self.metrics.reject(Error::MissingHello.reason());
                 return Err(Error::MissingHello.into());
@@ -180,6 +211,7 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
             stream_key: (cluster.clone(), hello.collector_id.clone(), hello.buffer_epoch),
             delivered: Arc::clone(&self.delivered),
             idle_timeout: self.idle_timeout,
+            limits: self.limits,
             tx,
         };
         let span = info_span!("relay_session", cluster = %cluster, collector = %hello.collector_id);
@@ -222,6 +254,7 @@ struct Session<I> {
     stream_key: StreamKey,
     delivered: Arc<Mutex<HashMap<StreamKey, u64>>>,
     idle_timeout: Duration,
+    limits: SessionLimits,
     tx: mpsc::Sender<std::result::Result<AggregatorMessage, Status>>,
 }
 
@@ -240,6 +273,7 @@ impl<I: Ingest> Session<I> {
         let samples = self.metrics.samples.get_or_create(&labels).clone();
         let duplicates = self.metrics.duplicate_batches.get_or_create(&labels).clone();
         let mut resolved = Vec::new();
+        let mut pace = Pace::new(self.limits.max_samples_per_sec);
         let outcome: Result<()> = async {
             loop {
                 let msg = match tokio::time::timeout(self.idle_timeout, inbound.next()).await {
@@ -253,6 +287,12 @@ impl<I: Ingest> Session<I> {
                         // Always decode: a replayed batch may define series later batches use.
                         self.decoder
                             .decode(&batch, |l| ingest.register_series(l), &mut resolved)?;
+                        if self.decoder.defined_series() > self.limits.max_series {
+                            return Err(Error::TooManySeries {
+                                limit: self.limits.max_series,
+                            });
+                        }
+                        pace.take(resolved.len() as u64).await;
                         let seen = self.delivered.lock().get(&self.stream_key).copied().unwrap_or(0);
                         if batch.sequence <= seen {
                             duplicates.inc();
@@ -304,5 +344,36 @@ impl<I: Ingest> Session<I> {
         }
         self.metrics.sessions_active.dec();
         self.ingest.session_closed(&cluster, &self.collector_id);
+    }
+}
+
+/// A token bucket over samples per second (one second of burst) that delays instead of dropping.
+struct Pace {
+    rate: u64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Self {
+        Self {
+            rate,
+            tokens: rate as f64,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn take(&mut self, n: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let rate = self.rate as f64;
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(rate);
+        self.last = now;
+        self.tokens -= n as f64;
+        if self.tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-self.tokens / rate)).await;
+        }
     }
 }
