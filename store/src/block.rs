@@ -20,7 +20,7 @@ use crate::chunk::XorIter;
 use crate::error::{Result, StoreError, corrupt, io};
 use crate::postings::SeriesId;
 use crate::wal::record::Reader;
-use writer::{ChunkMeta, END_MAGIC, FOOTER_BYTES, MAGIC};
+use writer::{ChunkMeta, END_MAGIC, FOOTER_BYTES, MAGIC, MAGIC_V1};
 
 /// Public description of a block, from [`crate::Store::blocks`].
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +74,11 @@ impl Block {
         }
         let mut magic = [0u8; 8];
         file.read_exact_at(&mut magic, 0).map_err(io("read", path))?;
-        if &magic != MAGIC {
-            return Err(bad(0, "bad magic"));
-        }
+        let v1 = match &magic {
+            m if m == MAGIC => false,
+            m if m == MAGIC_V1 => true,
+            _ => return Err(bad(0, "bad magic")),
+        };
         let mut footer = [0u8; FOOTER_BYTES as usize];
         let footer_at = len - FOOTER_BYTES;
         file.read_exact_at(&mut footer, footer_at)
@@ -99,7 +101,7 @@ impl Block {
         }
         let mut r = Reader::new(&index, 0);
         let parsed =
-            parse_index(&mut r, index_offset).map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
+            parse_index(&mut r, index_offset, v1).map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
         let (seq, start, end, samples, parents, series) = parsed;
         let block = Self {
             path: path.to_owned(),
@@ -236,17 +238,33 @@ impl Block {
 
 type ParsedIndex = (u64, i64, i64, u64, Vec<u64>, Vec<(Labels, Vec<ChunkMeta>)>);
 
-fn parse_index(r: &mut Reader<'_>, index_offset: u64) -> Result<ParsedIndex, &'static str> {
+fn parse_index(r: &mut Reader<'_>, index_offset: u64, v1: bool) -> Result<ParsedIndex, &'static str> {
     let seq = r.u64()?;
     let (start, end, _min_t, _max_t) = (r.i64()?, r.i64()?, r.i64()?, r.i64()?);
     let samples = r.u64()?;
     let parents = (0..r.u32()?).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+    let mut symbols = Vec::new();
+    if !v1 {
+        for _ in 0..r.u32()? {
+            symbols.push(r.str()?);
+        }
+    }
+    let symbol = |r: &mut Reader<'_>| -> Result<&str, &'static str> {
+        let i = r.uvarint32()? as usize;
+        symbols.get(i).copied().ok_or("symbol number out of range")
+    };
     let n = r.u32()?;
     let mut series = Vec::new();
     for _ in 0..n {
         let mut pairs = Vec::new();
-        for _ in 0..r.u16()? {
-            pairs.push((r.str()?, r.str()?));
+        if v1 {
+            for _ in 0..r.u16()? {
+                pairs.push((r.str()?, r.str()?));
+            }
+        } else {
+            for _ in 0..r.uvarint32()? {
+                pairs.push((symbol(r)?, symbol(r)?));
+            }
         }
         let chunks = r.u32()?;
         let mut metas = Vec::new();

@@ -184,6 +184,18 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).map_err(|_| "label is not UTF-8")
     }
+    /// An unsigned LEB128 varint of at most 5 bytes that fits a `u32`.
+    pub(crate) fn uvarint32(&mut self) -> Result<u32, &'static str> {
+        let mut v: u64 = 0;
+        for i in 0..5 {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return u32::try_from(v).map_err(|_| "varint overflows u32");
+            }
+        }
+        Err("varint longer than 5 bytes")
+    }
     pub(crate) fn end(&self) -> Result<(), &'static str> {
         (self.pos == self.bytes.len())
             .then_some(())
