@@ -92,8 +92,12 @@ fn main() {
         return replay_child(&dir, series, samples);
     }
     let temp = dir.is_none();
-    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("meshfed-memory-1m-{}", std::process::id())));
-    println!("series={series} samples_per_series={samples} dir={}", dir.display());
+    let dir =
+        dir.unwrap_or_else(|| std::env::temp_dir().join(format!("meshfed-memory-1m-{}", std::process::id())));
+    println!(
+        "series={series} samples_per_series={samples} dir={}",
+        dir.display()
+    );
 
     let rss0 = status_bytes("VmRSS");
     let store = Store::open(&dir, StoreOptions::default()).unwrap();

@@ -105,7 +105,10 @@ fn args() -> Args {
         let start = now - a.samples as i64 * STEP_MS - 600_000;
         a.start_ms = start - start.rem_euclid(STEP_MS);
     }
-    assert!(a.url.is_some() != a.store.is_some(), "give exactly one of --url, --store");
+    assert!(
+        a.url.is_some() != a.store.is_some(),
+        "give exactly one of --url, --store"
+    );
     a
 }
 
@@ -119,10 +122,15 @@ fn increment(series: usize, k: usize) -> f64 {
 
 /// Resident set size of this process, from `/proc/self/status`.
 fn rss_bytes() -> u64 {
+    status_bytes("VmRSS")
+}
+
+/// A `/proc/self/status` field in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -258,6 +266,7 @@ fn main() {
     let mem = store.memory();
     let rss = rss_bytes();
     println!("rss_bytes={rss}");
+    println!("hwm_bytes={}", status_bytes("VmHWM"));
     println!("rss_growth_bytes={}", rss.saturating_sub(rss_start));
     println!("estimate_bytes={}", mem.total_bytes());
     println!("wal_bytes={}", dir_bytes(&dir.join("wal")));
