@@ -24,7 +24,10 @@ fn series(collector: usize, n: usize) -> Vec<Arc<Labels>> {
                 ("source_workload_namespace", "web".to_owned()),
                 ("destination_workload", format!("dst-{}", i % 37)),
                 ("destination_workload_namespace", "web".to_owned()),
-                ("destination_service", format!("svc-{}.web.svc.cluster.local", i % 37)),
+                (
+                    "destination_service",
+                    format!("svc-{}.web.svc.cluster.local", i % 37),
+                ),
                 ("response_code", ["200", "404", "503"][i % 3].to_owned()),
                 ("response_flags", "-".to_owned()),
                 ("connection_security_policy", "mutual_tls".to_owned()),
@@ -40,8 +43,12 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: relay_load stream|idle ADDR COLLECTORS SECONDS [SERIES]";
     anyhow::ensure!(args.len() >= 5, usage);
-    let (mode, addr, collectors, seconds) =
-        (args[1].as_str(), args[2].clone(), args[3].parse::<usize>()?, args[4].parse::<f64>()?);
+    let (mode, addr, collectors, seconds) = (
+        args[1].as_str(),
+        args[2].clone(),
+        args[3].parse::<usize>()?,
+        args[4].parse::<f64>()?,
+    );
     let n_series = args.get(5).map_or(Ok(1000), |s| s.parse::<usize>())?;
     let stop = CancellationToken::new();
     let mut clients = Vec::new();
@@ -57,8 +64,14 @@ async fn main() -> anyhow::Result<()> {
     }
     // Wait for every stream to be up.
     let t0 = Instant::now();
-    while clients.iter().any(|(c, _)| !c.stats().connected.load(Ordering::Relaxed)) {
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(60), "collectors did not all connect");
+    while clients
+        .iter()
+        .any(|(c, _)| !c.stats().connected.load(Ordering::Relaxed))
+    {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(60),
+            "collectors did not all connect"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let connect_secs = t0.elapsed().as_secs_f64();
@@ -83,7 +96,14 @@ async fn main() -> anyhow::Result<()> {
             while Instant::now() < deadline {
                 ts += 15_000;
                 value += 1.0;
-                let batch = labels.iter().map(|l| OutgoingSample { labels: Arc::clone(l), timestamp_ms: ts, value }).collect();
+                let batch = labels
+                    .iter()
+                    .map(|l| OutgoingSample {
+                        labels: Arc::clone(l),
+                        timestamp_ms: ts,
+                        value,
+                    })
+                    .collect();
                 if client.send(batch).await.is_err() {
                     break;
                 }
@@ -95,7 +115,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // Count only what the aggregator acknowledged within the run.
     let elapsed = started.elapsed().as_secs_f64();
-    let acked: u64 = clients.iter().map(|(c, _)| c.stats().samples_acked.load(Ordering::Relaxed)).sum();
+    let acked: u64 = clients
+        .iter()
+        .map(|(c, _)| c.stats().samples_acked.load(Ordering::Relaxed))
+        .sum();
     println!(
         "{{\"mode\":\"stream\",\"collectors\":{collectors},\"series_per_collector\":{n_series},\"seconds\":{elapsed:.2},\"samples_acked\":{acked},\"samples_per_sec\":{:.0}}}",
         acked as f64 / elapsed
