@@ -100,8 +100,8 @@ impl Block {
             return Err(bad(index_offset, "index checksum mismatch"));
         }
         let mut r = Reader::new(&index, 0);
-        let parsed =
-            parse_index(&mut r, index_offset, v1).map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
+        let parsed = parse_index(&mut r, index_offset, v1)
+            .map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
         let (seq, start, end, samples, parents, series) = parsed;
         let block = Self {
             path: path.to_owned(),
