@@ -255,6 +255,8 @@ fn parse_index(r: &mut Reader<'_>, index_offset: u64, v1: bool) -> Result<Parsed
     };
     let n = r.u32()?;
     let mut series = Vec::new();
+    let mut prev: Vec<(&str, &str)> = Vec::new();
+    let (mut series_base, mut next_offset) = (0i64, MAGIC.len() as u64);
     for _ in 0..n {
         let mut pairs = Vec::new();
         if v1 {
@@ -262,20 +264,49 @@ fn parse_index(r: &mut Reader<'_>, index_offset: u64, v1: bool) -> Result<Parsed
                 pairs.push((r.str()?, r.str()?));
             }
         } else {
-            for _ in 0..r.uvarint32()? {
-                pairs.push((symbol(r)?, symbol(r)?));
+            let count = r.uvarint32()? as usize;
+            let bitmap = r.take(count.div_ceil(8))?;
+            for i in 0..count {
+                if bitmap[i / 8] & (1 << (i % 8)) != 0 {
+                    pairs.push(*prev.get(i).ok_or("label repeats a missing previous label")?);
+                } else {
+                    pairs.push((symbol(r)?, symbol(r)?));
+                }
             }
+            prev.clone_from(&pairs);
         }
-        let chunks = r.u32()?;
+        let chunks = if v1 { r.u32()? } else { r.uvarint32()? };
         let mut metas = Vec::new();
+        let mut base = series_base;
         for _ in 0..chunks {
-            let c = ChunkMeta {
-                offset: r.u64()?,
-                len: r.u32()?,
-                count: r.u16()?,
-                min_t: r.i64()?,
-                max_t: r.i64()?,
-                crc: r.u32()?,
+            let c = if v1 {
+                ChunkMeta {
+                    offset: r.u64()?,
+                    len: r.u32()?,
+                    count: r.u16()?,
+                    min_t: r.i64()?,
+                    max_t: r.i64()?,
+                    crc: r.u32()?,
+                }
+            } else {
+                let len = r.uvarint32()?;
+                let count = u16::try_from(r.uvarint32()?).map_err(|_| "chunk sample count over u16")?;
+                let min_t = base.wrapping_add(unzigzag(r.uvarint64()?));
+                let max_t = min_t.wrapping_add(r.uvarint64()? as i64);
+                let c = ChunkMeta {
+                    offset: next_offset,
+                    len,
+                    count,
+                    min_t,
+                    max_t,
+                    crc: r.u32()?,
+                };
+                next_offset = next_offset.saturating_add(u64::from(len));
+                if metas.is_empty() {
+                    series_base = min_t;
+                }
+                base = max_t;
+                c
             };
             let in_file = c.offset >= MAGIC.len() as u64
                 && c.offset
@@ -293,6 +324,11 @@ fn parse_index(r: &mut Reader<'_>, index_offset: u64, v1: bool) -> Result<Parsed
     Ok((seq, start, end, samples, parents, series))
 }
 
+/// Inverse of [`writer::zigzag`].
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
 /// Moves a bad block into `quarantine/` beside `blocks/`; returns the new path.
 pub(crate) fn quarantine(path: &Path, err: &StoreError) -> Result<PathBuf> {
     let root = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
@@ -303,4 +339,171 @@ pub(crate) fn quarantine(path: &Path, err: &StoreError) -> Result<PathBuf> {
     std::fs::rename(path, &to).map_err(io("rename", path))?;
     tracing::error!(path = %path.display(), quarantined = %to.display(), error = %err, "Quarantined a corrupt block.");
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+    use super::*;
+    use crate::chunk::XorAppender;
+
+    fn write_v1(path: &Path, labels: &Labels, samples: &[(i64, f64)]) {
+        let mut app = XorAppender::with_capacity(64);
+        for &(t, v) in samples {
+            app.append(t, v).unwrap();
+        }
+        let chunk = app.finish();
+        let mut file = MAGIC_V1.to_vec();
+        let offset = file.len() as u64;
+        file.extend_from_slice(&chunk);
+        let mut index = Vec::new();
+        let (min_t, max_t) = (samples[0].0, samples[samples.len() - 1].0);
+        for v in [7i64, min_t, max_t + 1, min_t, max_t, samples.len() as i64] {
+            index.extend_from_slice(&v.to_le_bytes());
+        }
+        index.extend_from_slice(&0u32.to_le_bytes()); // parents
+        index.extend_from_slice(&1u32.to_le_bytes()); // series
+        index.extend_from_slice(&(labels.len() as u16).to_le_bytes());
+        for l in labels.iter() {
+            for s in [&l.name, &l.value] {
+                index.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                index.extend_from_slice(s.as_bytes());
+            }
+        }
+        index.extend_from_slice(&1u32.to_le_bytes()); // chunks
+        index.extend_from_slice(&offset.to_le_bytes());
+        index.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+        index.extend_from_slice(&(samples.len() as u16).to_le_bytes());
+        index.extend_from_slice(&min_t.to_le_bytes());
+        index.extend_from_slice(&max_t.to_le_bytes());
+        index.extend_from_slice(&crc32fast::hash(&chunk).to_le_bytes());
+        let index_offset = file.len() as u64;
+        file.extend_from_slice(&index);
+        let mut footer = Vec::new();
+        footer.extend_from_slice(&index_offset.to_le_bytes());
+        footer.extend_from_slice(&(index.len() as u64).to_le_bytes());
+        footer.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
+        footer.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+        footer.extend_from_slice(END_MAGIC);
+        file.extend_from_slice(&footer);
+        std::fs::write(path, file).unwrap();
+    }
+
+    #[test]
+    fn version_1_blocks_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000007.blk");
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let samples = [(1_000, 1.0), (16_000, 2.0), (31_000, 4.0)];
+        write_v1(&path, &labels, &samples);
+        let (mut block, got) = Block::open(&path, true).unwrap();
+        assert_eq!(got, vec![labels]);
+        block.map_ids(&[3]);
+        let mut out = Vec::new();
+        block.read_into(3, i64::MIN, i64::MAX, &mut out);
+        let read: Vec<(i64, f64)> = out.iter().map(|s| (s.timestamp_ms, s.value)).collect();
+        assert_eq!(read, samples);
+        assert_eq!(block.seq, 7);
+    }
+
+    #[test]
+    fn label_sets_of_any_shape_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000002.blk");
+        let mut w = writer::BlockWriter::create(&path, 120).unwrap();
+        let sets: Vec<Labels> = [
+            vec![("__name__", "a"), ("x", "1"), ("y", "2")],
+            vec![("__name__", "a"), ("x", "1"), ("y", "2"), ("z", "3")],
+            vec![("__name__", "a"), ("x", "1")],
+            vec![("__name__", "b"), ("x", "1"), ("y", "9")],
+            vec![],
+            (0..20)
+                .map(|i| {
+                    (
+                        ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"][i % 10],
+                        "v",
+                    )
+                })
+                .collect(),
+            vec![("__name__", "b"), ("x", "1"), ("y", "9")],
+        ]
+        .into_iter()
+        .map(Labels::from_pairs)
+        .collect();
+        let one = [Sample {
+            timestamp_ms: 5,
+            value: 1.0,
+        }];
+        for l in &sets {
+            w.add(l, &one).unwrap();
+        }
+        w.finish(2, 0, 10, &[]).unwrap();
+        let (_, got) = Block::open(&path, true).unwrap();
+        assert_eq!(got, sets);
+    }
+
+    #[test]
+    fn chunk_entries_round_trip_extreme_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000003.blk");
+        // 4 samples per block chunk: 3 chunks per series.
+        let mut w = writer::BlockWriter::create(&path, 1).unwrap();
+        let times = [
+            i64::MIN + 1,
+            -5,
+            0,
+            1,
+            2,
+            1 << 40,
+            i64::MAX - 7,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let a: Vec<Sample> = times
+            .iter()
+            .map(|&t| Sample {
+                timestamp_ms: t,
+                value: t as f64,
+            })
+            .collect();
+        let b: Vec<Sample> = a[2..].to_vec();
+        let la = Labels::from_pairs([("s", "a")]);
+        let lb = Labels::from_pairs([("s", "b")]);
+        w.add(&la, &a).unwrap();
+        w.add(&lb, &b).unwrap();
+        w.finish(3, i64::MIN, i64::MAX, &[]).unwrap();
+        let (mut block, got) = Block::open(&path, true).unwrap();
+        assert_eq!(got, vec![la, lb]);
+        block.map_ids(&[0, 1]);
+        let mut out = Vec::new();
+        block.read_into(0, i64::MIN, i64::MAX, &mut out);
+        assert_eq!(out, a);
+        out.clear();
+        block.read_into(1, i64::MIN, i64::MAX, &mut out);
+        assert_eq!(out, b);
+    }
+
+    #[test]
+    fn symbol_table_shares_repeated_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0000000000000001.blk");
+        let mut w = writer::BlockWriter::create(&path, 120).unwrap();
+        let long = "x".repeat(200);
+        let all: Vec<Labels> = (0..50)
+            .map(|i| Labels::from_pairs([("__name__", "m"), ("long", long.as_str()), ("i", &i.to_string())]))
+            .collect();
+        let one = [Sample {
+            timestamp_ms: 5,
+            value: 1.0,
+        }];
+        for l in &all {
+            w.add(l, &one).unwrap();
+        }
+        let bytes = w.finish(1, 0, 10, &[]).unwrap();
+        // The 200-byte value is stored once, not 50 times.
+        assert!(bytes < 4_000, "{bytes} bytes");
+        let (_, got) = Block::open(&path, true).unwrap();
+        assert_eq!(got, all);
+    }
 }

@@ -43,7 +43,7 @@ impl Store {
         let mut guard = disk.blocks.write();
         let mut next = BlockSet::clone(&guard);
         f(&mut next);
-        next.blocks.sort_by_key(|b| b.start);
+        next.blocks.sort_by_key(|b| (b.start, b.end));
         *guard = Arc::new(next);
     }
 
@@ -172,7 +172,11 @@ impl Store {
                 writer.add(&labels, &buf)?;
             }
             let parents: Vec<u64> = parts.iter().map(|b| b.seq).collect();
-            writer.finish(seq, parts[0].start, parts[parts.len() - 1].end, &parents)?;
+            // The merged range spans every part's: blocks sharing a start (an empty cut's `[b, b)`
+            // beside `[b, e)`) need not be in end order.
+            let start = parts.iter().map(|b| b.start).min().unwrap_or(parts[0].start);
+            let end = parts.iter().map(|b| b.end).max().unwrap_or(parts[0].end);
+            writer.finish(seq, start, end, &parents)?;
             let (mut block, _) = Block::open(&path, false)?;
             block.map_ids(&ids);
             let old: Vec<PathBuf> = parts.iter().map(|b| b.path.clone()).collect();

@@ -143,7 +143,7 @@ fn open_blocks(dir: &Path, verify: bool, stats: &mut ReplayStats) -> Result<Open
         }
         keep
     });
-    out.sort_by_key(|(b, _)| b.start);
+    out.sort_by_key(|(b, _)| (b.start, b.end));
     Ok((out, next_seq))
 }
 

@@ -367,3 +367,30 @@ fn block_bytes_per_sample_for_counters() {
     assert_eq!(info.samples, 480_000);
     assert!(per_sample <= 1.5, "{per_sample} B/sample");
 }
+
+/// Found by `persistent_store_matches_model`: an empty cut `[0, 0)` and a cut `[0, 20)` share a
+/// start; compacting them must give `[0, 20)`, not the last part's end, or the block's sample
+/// falls below the read floor after a restart.
+#[test]
+fn compacting_blocks_with_one_start_keeps_the_widest_range() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        let r = store.get_or_create(&labels(0));
+        store.cut_head(0).unwrap().unwrap();
+        store.append_batch(&[(r, 0, 1.0), (r, 20, 2.0)]);
+        store.cut_head(20).unwrap().unwrap();
+    }
+    {
+        let store = Store::open(dir.path(), options()).unwrap();
+        assert_eq!(store.compact().unwrap(), 2);
+        let blocks = store.blocks();
+        assert_eq!((blocks[0].start_ms, blocks[0].end_ms), (0, 20));
+    }
+    let store = Store::open(dir.path(), options()).unwrap();
+    let r = store.get_or_create(&labels(0));
+    assert_eq!(
+        all_samples(&store, r),
+        vec![(0, 1f64.to_bits()), (20, 2f64.to_bits())]
+    );
+}

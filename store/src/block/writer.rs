@@ -6,9 +6,10 @@
 //! index             seq u64 · start i64 · end i64 · min_t i64 · max_t i64 · samples u64
 //!                   · parents u32 · [parent seq u64]
 //!                   · symbols u32 · [len u32 · UTF-8 bytes]
-//!                   · series u32 · per series: labels uvarint · [name uvarint · value uvarint]
-//!                     (symbol numbers) · chunks u32 · [offset u64 · len u32 · count u16
-//!                     · min_t i64 · max_t i64 · crc u32]
+//!                   · series u32 · per series: labels uvarint · same bitmap (⌈labels/8⌉ bytes)
+//!                     · [name uvarint · value uvarint] for each label not in the bitmap
+//!                     · chunks uvarint · [len uvarint · count uvarint · min_t − base zig-zag
+//!                     varint · max_t − min_t uvarint · crc u32]
 //! footer (32 B)     index_offset u64 · index_len u64 · index_crc u32 · footer_crc u32 · "MFBLKEND"
 //! ```
 //!
@@ -17,7 +18,13 @@
 //! block either exists whole or not at all.
 //!
 //! Label names and values are interned in the block's symbol table (numbered in first-use order),
-//! so a series' 30 Istio labels cost about 60 index bytes instead of about 1.3 KB of strings.
+//! and a series' label pairs (symbol numbers) are written relative to the previous series': bit `i`
+//! of the bitmap (byte `i / 8`, bit `i % 8`) set means pair `i` equals the previous series' pair
+//! `i` and is not written. Series of one target sit next to each other and differ in a few labels,
+//! so 30 Istio labels cost about 15 index bytes instead of about 1.3 KB of strings. Chunk entries
+//! are varints too: a chunk's data follows the previous chunk's (the offset is implied), and its
+//! `base` is the previous chunk's `max_t` within a series, the previous series' first sample time
+//! for a series' first chunk (0 for the block's first series): ≈ 10 bytes an entry instead of 34.
 //! Version 1 (`"MFBLOCK1"`, labels as `labels u16 · [name_len u32 · name · value_len u32 ·
 //! value]` and no symbol table) is still read.
 
@@ -66,6 +73,10 @@ pub(crate) struct BlockWriter {
     /// Label name/value → symbol number, and the symbols in number order.
     symbol_ids: HashMap<String, u32>,
     symbols: Vec<String>,
+    /// The previous series' label pairs as symbol numbers.
+    prev: Vec<(u32, u32)>,
+    /// The previous series' first sample time (0 before the first series).
+    series_base: i64,
 }
 
 impl BlockWriter {
@@ -90,6 +101,8 @@ impl BlockWriter {
             samples_per_chunk: samples_per_chunk.saturating_mul(4).max(1),
             symbol_ids: HashMap::new(),
             symbols: Vec::new(),
+            prev: Vec::new(),
+            series_base: 0,
         })
     }
 
@@ -100,7 +113,11 @@ impl BlockWriter {
         }
         self.put_labels(labels);
         let chunks = samples.chunks(usize::from(self.samples_per_chunk));
-        self.index.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        put_uvarint(&mut self.index, chunks.len() as u32);
+        // Chunk times are written relative to the previous series' first chunk (first chunk) or
+        // this series' previous chunk (the others): one to four bytes instead of eight.
+        let mut base = self.series_base;
+        self.series_base = samples[0].timestamp_ms;
         for part in chunks {
             let mut app = XorAppender::with_capacity(part.len() * 2 + 16);
             for s in part {
@@ -120,7 +137,8 @@ impl BlockWriter {
             };
             self.file.write_all(&bytes).map_err(io("write", &self.tmp))?;
             self.offset += bytes.len() as u64;
-            put_chunk(&mut self.index, &meta);
+            put_chunk(&mut self.index, &meta, base);
+            base = meta.max_t;
             self.samples += u64::from(count);
         }
         self.min_t = self.min_t.min(samples[0].timestamp_ms);
@@ -192,13 +210,28 @@ impl BlockWriter {
         id
     }
 
+    /// Writes a label set relative to the previous series': a bitmap of the positions whose
+    /// (name, value) equals the previous series' pair at that position, then the other pairs.
     fn put_labels(&mut self, labels: &Labels) {
-        put_uvarint(&mut self.index, labels.len() as u32);
-        for l in labels.iter() {
-            let (name, value) = (self.symbol(&l.name), self.symbol(&l.value));
-            put_uvarint(&mut self.index, name);
-            put_uvarint(&mut self.index, value);
+        let pairs: Vec<(u32, u32)> = labels
+            .iter()
+            .map(|l| (self.symbol(&l.name), self.symbol(&l.value)))
+            .collect();
+        put_uvarint(&mut self.index, pairs.len() as u32);
+        let mut bitmap = vec![0u8; pairs.len().div_ceil(8)];
+        for (i, p) in pairs.iter().enumerate() {
+            if self.prev.get(i) == Some(p) {
+                bitmap[i / 8] |= 1 << (i % 8);
+            }
         }
+        self.index.extend_from_slice(&bitmap);
+        for (i, &(name, value)) in pairs.iter().enumerate() {
+            if bitmap[i / 8] & (1 << (i % 8)) == 0 {
+                put_uvarint(&mut self.index, name);
+                put_uvarint(&mut self.index, value);
+            }
+        }
+        self.prev = pairs;
     }
 }
 
@@ -211,11 +244,25 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
-fn put_chunk(out: &mut Vec<u8>, c: &ChunkMeta) {
-    out.extend_from_slice(&c.offset.to_le_bytes());
-    out.extend_from_slice(&c.len.to_le_bytes());
-    out.extend_from_slice(&c.count.to_le_bytes());
-    out.extend_from_slice(&c.min_t.to_le_bytes());
-    out.extend_from_slice(&c.max_t.to_le_bytes());
+/// A chunk entry; its data directly follows the previous chunk's, so the offset is implied.
+fn put_chunk(out: &mut Vec<u8>, c: &ChunkMeta, base: i64) {
+    put_uvarint(out, c.len);
+    put_uvarint(out, u32::from(c.count));
+    put_uvarint64(out, zigzag(c.min_t.wrapping_sub(base)));
+    put_uvarint64(out, c.max_t.wrapping_sub(c.min_t) as u64);
     out.extend_from_slice(&c.crc.to_le_bytes());
+}
+
+/// Zig-zag: small magnitudes of either sign become small unsigned numbers.
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Unsigned LEB128 of a `u64`.
+fn put_uvarint64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }

@@ -3,6 +3,9 @@
 //! Bits are packed most-significant first, as in Prometheus' `bstream`, so an encoded chunk reads
 //! the same regardless of the machine's byte order.
 
+/// Bytes a full [`BitWriter`] grows by.
+const GROW_BYTES: usize = 32;
+
 /// Appends bits to a growing byte buffer.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BitWriter {
@@ -20,10 +23,20 @@ impl BitWriter {
         }
     }
 
+    /// Starts a new byte. A full buffer grows by [`GROW_BYTES`], not by doubling: a head chunk
+    /// stays open for its whole life (120 samples, ~170 bytes), and doubling would leave up to
+    /// half of every open chunk's allocation unused — ~90 B per series at a million series.
+    fn push_byte(&mut self) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact(GROW_BYTES);
+        }
+        self.bytes.push(0);
+    }
+
     /// Writes one bit.
     pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.bytes.push(0);
+            self.push_byte();
             self.free = 8;
         }
         self.free -= 1;
@@ -38,7 +51,7 @@ impl BitWriter {
         let mut left = n;
         while left > 0 {
             if self.free == 0 {
-                self.bytes.push(0);
+                self.push_byte();
                 self.free = 8;
             }
             let take = left.min(self.free);

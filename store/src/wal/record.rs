@@ -184,17 +184,21 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         std::str::from_utf8(self.take(n)?).map_err(|_| "label is not UTF-8")
     }
-    /// An unsigned LEB128 varint of at most 5 bytes that fits a `u32`.
+    /// An unsigned LEB128 varint that fits a `u32`.
     pub(crate) fn uvarint32(&mut self) -> Result<u32, &'static str> {
+        u32::try_from(self.uvarint64()?).map_err(|_| "varint overflows u32")
+    }
+    /// An unsigned LEB128 varint of at most 10 bytes.
+    pub(crate) fn uvarint64(&mut self) -> Result<u64, &'static str> {
         let mut v: u64 = 0;
-        for i in 0..5 {
+        for i in 0..10 {
             let b = self.take(1)?[0];
-            v |= u64::from(b & 0x7f) << (7 * i);
+            v |= u64::from(b & 0x7f).checked_shl(7 * i).unwrap_or(0);
             if b & 0x80 == 0 {
-                return u32::try_from(v).map_err(|_| "varint overflows u32");
+                return Ok(v);
             }
         }
-        Err("varint longer than 5 bytes")
+        Err("varint longer than 10 bytes")
     }
     pub(crate) fn end(&self) -> Result<(), &'static str> {
         (self.pos == self.bytes.len())
