@@ -112,7 +112,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             }
         }
     }
-    mesh.shutdown().await;
+        mesh.shutdown().await;
+        // Certificates the demo made for itself go with it.
+    if args.certs_dir.is_none()
+        && let Some(dir) = &tls_dir
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     println!("meshfed demo stopped.");
     Ok(())
 }
