@@ -17,6 +17,7 @@ pub mod columns;
 pub mod decode;
 pub mod encode;
 pub mod error;
+pub mod prompb;
 pub mod server;
 pub mod tls;
 

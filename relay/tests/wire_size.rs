@@ -9,39 +9,10 @@ use std::sync::Arc;
 
 use meshfed_model::{Labels, LabelsBuilder};
 use meshfed_relay::encode::{OutgoingSample, StreamEncoder};
+use meshfed_relay::prompb;
 use meshfed_relay::proto::{CollectorMessage, collector_message};
 use meshfed_sim::{ManualClock, Mesh, SimConfig};
 use prost::Message;
-
-/// Prometheus remote_write 1.0 messages (prompb/remote.proto, types.proto).
-mod prompb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
 
 /// Prometheus 2.42's default `max_samples_per_send`.
 const REMOTE_WRITE_BATCH: usize = 500;

@@ -29,6 +29,7 @@ use std::net::TcpStream;
 use std::sync::Barrier;
 use std::time::Instant;
 
+use meshfed_relay::prompb;
 use meshfed_store::{SeriesRef, Store, StoreOptions};
 
 /// Scrapes per round.
@@ -38,36 +39,6 @@ const PER_REQUEST: usize = 1000;
 /// Sender threads.
 const THREADS: usize = 2;
 const STEP_MS: i64 = 15_000;
-
-/// The remote_write 1.0 messages (`prompb/types.proto`, `prompb/remote.proto`), fields used here.
-mod prompb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
 
 struct Args {
     url: Option<String>,

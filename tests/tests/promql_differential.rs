@@ -28,40 +28,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use meshfed_model::{Labels, LabelsBuilder, stale_nan};
 use meshfed_query::{Engine, EngineOptions};
+use meshfed_relay::prompb;
 use meshfed_sim::{Fault, ManualClock, Mesh, ScheduledFault, SimConfig};
 use meshfed_store::{Store, StoreOptions};
 use meshfed_tests::prometheus::PrometheusPeer;
 use prost::Message;
-
-/// The three remote_write 1.0 messages (prometheus/prompb/remote.proto, types.proto).
-mod prompb {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<Sample>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        #[prost(double, tag = "1")]
-        pub value: f64,
-        #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-}
 
 /// Scrape interval of the generated data.
 const INTERVAL_MS: i64 = 15_000;
