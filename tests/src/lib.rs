@@ -196,3 +196,14 @@ pub fn peer_program(env_var: &str, default: &str) -> String {
     );
     program
 }
+
+/// The value of the first sample of `name` with `reason="<reason>"` in a `/metrics` body (0 when
+/// absent).
+pub fn counter_with_reason(metrics: &str, name: &str, reason: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l.contains(&format!("reason=\"{reason}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

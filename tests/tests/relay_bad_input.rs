@@ -13,6 +13,7 @@ use meshfed_model::Labels;
 use meshfed_relay::client::{RelayClient, RelayClientOptions};
 use meshfed_relay::encode::OutgoingSample;
 use meshfed_relay::proto::{self, CollectorMessage, SampleBatch, collector_message};
+use meshfed_tests::counter_with_reason;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -55,15 +56,6 @@ async fn session(addr: std::net::SocketAddr, messages: Vec<CollectorMessage>) ->
             Err(_) => panic!("the server did not end the session"),
         }
     }
-}
-
-fn counter(metrics: &str, name: &str, reason: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l.contains(&format!("reason=\"{reason}\"")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +171,7 @@ async fn malformed_sessions_are_refused_counted_and_harmless() {
         "too_many_series",
     ] {
         assert!(
-            counter(&metrics, "meshfed_relay_rejected_total", reason) >= 1.0,
+            counter_with_reason(&metrics, "meshfed_relay_rejected_total", reason) >= 1.0,
             "{reason} not counted:\n{metrics}"
         );
     }

@@ -15,6 +15,7 @@ use meshfed_relay::encode::OutgoingSample;
 use meshfed_relay::tls::client::build_client_config;
 use meshfed_relay::tls::devca::{DevCa, Issued, Validity};
 use meshfed_relay::tls::{TlsFiles, TlsReloader};
+use meshfed_tests::counter_with_reason;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
@@ -101,15 +102,6 @@ async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn counter(metrics: &str, name: &str, reason: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l.contains(&format!("reason=\"{reason}\"")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_peers_are_refused_and_counted_while_good_ones_stream() {
     let pki = Pki::new("bad");
@@ -176,11 +168,11 @@ async fn bad_peers_are_refused_and_counted_while_good_ones_stream() {
 
     eventually("every refusal to be counted", async || {
         let m = metrics(&agg).await;
-        counter(&m, "meshfed_relay_handshake_failures_total", "unknown_ca") >= 1.0
-            && counter(&m, "meshfed_relay_handshake_failures_total", "expired") >= 1.0
-            && counter(&m, "meshfed_relay_handshake_failures_total", "no_certificate") >= 1.0
-            && counter(&m, "meshfed_relay_handshake_failures_total", "not_tls") >= 1.0
-            && counter(&m, "meshfed_relay_rejected_total", "foreign_cluster") >= 1.0
+        counter_with_reason(&m, "meshfed_relay_handshake_failures_total", "unknown_ca") >= 1.0
+            && counter_with_reason(&m, "meshfed_relay_handshake_failures_total", "expired") >= 1.0
+            && counter_with_reason(&m, "meshfed_relay_handshake_failures_total", "no_certificate") >= 1.0
+            && counter_with_reason(&m, "meshfed_relay_handshake_failures_total", "not_tls") >= 1.0
+            && counter_with_reason(&m, "meshfed_relay_rejected_total", "foreign_cluster") >= 1.0
     })
     .await;
     let _ = no_cert.await;
