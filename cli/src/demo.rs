@@ -112,8 +112,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             }
         }
     }
-        mesh.shutdown().await;
-        // Certificates the demo made for itself go with it.
+    mesh.shutdown().await;
+    // Certificates the demo made for itself go with it.
     if args.certs_dir.is_none()
         && let Some(dir) = &tls_dir
     {

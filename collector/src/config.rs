@@ -7,6 +7,13 @@
 //! scrape:
 //!   interval_secs: 5
 //!   timeout_ms: 3000
+//!   sample_limit: 50000            # limits fail the scrape, as in Prometheus; 0 = none
+//!   label_limit: 64
+//!   metric_relabel_configs:        # Prometheus syntax and semantics
+//!     - source_labels: [__name__]
+//!       regex: envoy_cluster_upstream_cx_.*
+//!       action: drop
+//!   reduce: {by_workload: true}    # sum per-pod counters/histograms to workload level
 //! targets:
 //!   static:
 //!     - url: http://127.0.0.1:15020/stats/prometheus
@@ -115,8 +122,18 @@ pub struct ScrapeConfig {
     pub job: String,
     /// Largest accepted (decompressed) body.
     pub max_body_bytes: usize,
-    /// Largest accepted number of samples per scrape; 0 for no limit.
+    /// Largest accepted number of samples per scrape (after relabelling); 0 for no limit.
     pub sample_limit: usize,
+    /// Most labels a series may have (`__name__` and target labels included); 0 for no limit.
+    pub label_limit: usize,
+    /// Longest label name, in bytes; 0 for no limit.
+    pub label_name_length_limit: usize,
+    /// Longest label value, in bytes; 0 for no limit.
+    pub label_value_length_limit: usize,
+    /// Prometheus `metric_relabel_configs`, applied to every scraped series after target labels.
+    pub metric_relabel_configs: Vec<crate::relabel::RelabelConfig>,
+    /// Edge reduction of counters and histograms to workload level; off when absent.
+    pub reduce: Option<crate::reduce::ReduceConfig>,
 }
 
 impl Default for ScrapeConfig {
@@ -127,6 +144,11 @@ impl Default for ScrapeConfig {
             job: "envoy-stats".into(),
             max_body_bytes: 64 << 20,
             sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+            metric_relabel_configs: Vec::new(),
+            reduce: None,
         }
     }
 }
@@ -200,6 +222,8 @@ impl CollectorConfig {
         if self.scrape.timeout_ms == 0 {
             return Err("scrape.timeout_ms must be positive".into());
         }
+        crate::relabel::RelabelRule::compile(&self.scrape.metric_relabel_configs)
+            .map_err(|e| format!("scrape.{e}"))?;
         Ok(())
     }
 }
@@ -219,6 +243,23 @@ mod tests {
         assert_eq!(c.scrape.timeout_ms, 10_000);
         assert_eq!(c.targets.static_targets[0].labels["pod"], "p");
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn parses_limits_relabelling_and_reduction() {
+        let c: CollectorConfig = serde_norway::from_str(
+            "cluster: c1\nrelay: {endpoints: [x], insecure: true}\nscrape:\n  label_limit: 30\n  label_value_length_limit: 200\n  metric_relabel_configs:\n    - {source_labels: [__name__], regex: 'envoy_.*', action: drop}\n  reduce: {by_workload: true}\n",
+        )
+        .unwrap();
+        assert_eq!(c.scrape.label_limit, 30);
+        assert_eq!(c.scrape.metric_relabel_configs.len(), 1);
+        assert!(c.scrape.reduce.as_ref().is_some_and(|r| r.by_workload));
+        assert!(c.validate().is_ok());
+        let bad: CollectorConfig = serde_norway::from_str(
+            "cluster: c1\nrelay: {endpoints: [x], insecure: true}\nscrape:\n  metric_relabel_configs: [{regex: '(', action: drop}]\n",
+        )
+        .unwrap();
+        assert!(bad.validate().unwrap_err().contains("metric_relabel_configs[0]"));
     }
 
     #[test]

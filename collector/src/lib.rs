@@ -3,7 +3,10 @@
 //!
 //! - [`config`]: the YAML configuration.
 //! - [`discovery`]: static targets and Prometheus `file_sd` files.
-//! - [`scrape`]: one target's scrape: HTTP, parsing, target labels, staleness, synthetic series.
+//! - [`scrape`]: one target's scrape: HTTP, parsing through a series cache, target labels, limits,
+//!   staleness, synthetic series.
+//! - [`relabel`]: `metric_relabel_configs` with Prometheus semantics.
+//! - [`reduce`]: edge reduction of per-pod counters and histograms to workload level.
 //! - [`manager`]: one loop per target, started and stopped as discovery changes.
 //! - [`metrics`]: the collector's own telemetry.
 //! - [`run`]: wiring it all together until shutdown.
@@ -12,6 +15,8 @@ pub mod config;
 pub mod discovery;
 pub mod manager;
 pub mod metrics;
+pub mod reduce;
+pub mod relabel;
 pub mod run;
 pub mod scrape;
 

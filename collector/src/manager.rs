@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::config::ScrapeConfig;
 use crate::discovery::Target;
 use crate::metrics::CollectorMetrics;
+use crate::reduce::Reducer;
 use crate::scrape::Scraper;
 
 /// Owns the running scrape loops.
@@ -25,6 +26,8 @@ pub struct ScrapeManager {
     relay: RelayClient,
     metrics: CollectorMetrics,
     loops: HashMap<Target, RunningLoop>,
+    /// Edge reduction stage between the loops and the relay, when configured.
+    reduction: Option<(Arc<Reducer>, CancellationToken, JoinHandle<()>)>,
 }
 
 impl ScrapeManager {
@@ -35,6 +38,21 @@ impl ScrapeManager {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap_or_default();
+        let reduction = config.reduce.as_ref().filter(|r| r.by_workload).map(|r| {
+            let reducer = Reducer::new(r.clone());
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(
+                flush_loop(
+                    Arc::clone(&reducer),
+                    Duration::from_secs_f64(config.interval_secs),
+                    relay.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                )
+                .in_current_span(),
+            );
+            (reducer, stop, task)
+        });
         Self {
             client,
             config,
@@ -42,6 +60,7 @@ impl ScrapeManager {
             relay,
             metrics,
             loops: HashMap::new(),
+            reduction,
         }
     }
 
@@ -62,8 +81,11 @@ impl ScrapeManager {
             if !self.loops.contains_key(t) {
                 let stop = CancellationToken::new();
                 let removed = Arc::new(AtomicBool::new(false));
-                let scraper =
+                let mut scraper =
                     Scraper::new(self.client.clone(), t.clone(), self.config.clone(), &self.cluster);
+                if let Some((reducer, _, _)) = &self.reduction {
+                    scraper = scraper.with_reducer(Arc::clone(reducer));
+                }
                 let l = ScrapeLoop {
                     scraper,
                     interval: Duration::from_secs_f64(self.config.interval_secs),
@@ -98,6 +120,11 @@ impl ScrapeManager {
             .collect();
         for h in handles {
             let _ = h.await;
+        }
+        if let Some((_, stop, task)) = self.reduction {
+            // The flush loop hands over the last reduced values when stopped.
+            stop.cancel();
+            let _ = task.await;
         }
     }
 }
@@ -135,7 +162,13 @@ impl ScrapeLoop {
             let out = self.scraper.scrape(ts).await;
             last_ts = ts;
             if let Some(e) = &out.error {
-                warn!(target = %self.scraper.target().url, error = %e, "Scrape failed.");
+                warn!(
+                    target = %self.scraper.target().url,
+                    reason = e.reason(),
+                    line = ?e.line(),
+                    error = %e,
+                    "Scrape failed."
+                );
             }
             self.metrics
                 .scrape_done(out.error.as_ref().map(|e| e.reason()), out.scraped);
@@ -155,6 +188,36 @@ impl ScrapeLoop {
             Ok(()) => self.metrics.samples_forwarded.inc_by(n),
             Err(_) => self.metrics.samples_dropped.inc_by(n),
         };
+    }
+}
+
+/// Emits the reduced series once per interval, and once more when stopped.
+async fn flush_loop(
+    reducer: Arc<Reducer>,
+    interval: Duration,
+    relay: RelayClient,
+    metrics: CollectorMetrics,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        let (samples, stats) = reducer.flush(now_ms());
+        metrics.reduction_flushed(stats);
+        let n = samples.len() as u64;
+        if !samples.is_empty() {
+            match relay.send(samples).await {
+                Ok(()) => metrics.samples_forwarded.inc_by(n),
+                Err(_) => metrics.samples_dropped.inc_by(n),
+            };
+        }
+        if stopped {
+            break;
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type LabelPairs = Vec<(String, String)>;
 
@@ -24,6 +25,12 @@ pub struct CollectorMetrics {
     pub samples_dropped: Counter,
     /// Target files that could not be read, per refresh.
     pub discovery_errors: Counter,
+    /// Edge reduction: per-pod series feeding reduced series, at the last flush.
+    pub reduction_series_in: Gauge,
+    /// Edge reduction: workload-level series emitted at the last flush.
+    pub reduction_series_out: Gauge,
+    /// Edge reduction: `series_in / series_out` at the last flush (0 before the first).
+    pub reduction_ratio: Gauge<f64, AtomicU64>,
 }
 
 impl CollectorMetrics {
@@ -57,6 +64,33 @@ impl CollectorMetrics {
             "Target files that could not be read",
             self.discovery_errors.clone(),
         );
+        r.register(
+            "reduction_series_in",
+            "Per-pod series summed by edge reduction",
+            self.reduction_series_in.clone(),
+        );
+        r.register(
+            "reduction_series_out",
+            "Workload-level series produced by edge reduction",
+            self.reduction_series_out.clone(),
+        );
+        r.register(
+            "reduction_ratio",
+            "Series in per series out of edge reduction",
+            self.reduction_ratio.clone(),
+        );
+    }
+
+    /// Records the series counts of one reduction flush.
+    pub fn reduction_flushed(&self, stats: crate::reduce::ReduceStats) {
+        self.reduction_series_in.set(stats.series_in as i64);
+        self.reduction_series_out.set(stats.series_out as i64);
+        let ratio = if stats.series_out == 0 {
+            0.0
+        } else {
+            stats.series_in as f64 / stats.series_out as f64
+        };
+        self.reduction_ratio.set(ratio);
     }
 
     /// Counts one scrape's outcome.

@@ -1,8 +1,13 @@
-//! One target's scrape: fetch the exposition over HTTP, parse it, attach target labels, and work
-//! out staleness and the synthetic series Prometheus adds (`up`, `scrape_duration_seconds`,
-//! `scrape_samples_scraped`, `scrape_series_added`).
+//! One target's scrape: fetch the exposition over HTTP (streamed, size-limited, gzip decoded),
+//! stream its samples through a per-target series cache, and work out staleness and the synthetic
+//! series Prometheus adds (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_series_added`).
+//!
+//! The cache ([`series`]) maps each series' text as exposed (`name{labels}`) to its final label set
+//! — target labels attached, `metric_relabel_configs` applied, limits checked — so a steady-state
+//! scrape neither builds label sets nor runs relabelling: per sample it does one hash lookup of
+//! the text and clones an `Arc`.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +17,15 @@ use meshfed_relay::encode::OutgoingSample;
 
 use crate::config::ScrapeConfig;
 use crate::discovery::Target;
+use crate::reduce::Reducer;
+use crate::relabel::RelabelRule;
+
+mod series;
+#[cfg(test)]
+mod tests;
+mod texts;
+
+use series::SeriesCache;
 
 /// The `Accept` header Prometheus 2.42 sends: OpenMetrics first, then the text format.
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -28,18 +42,59 @@ pub enum ScrapeError {
     /// The target answered with a non-2xx status.
     #[error("server returned HTTP status {0}")]
     Status(u16),
-    /// The body exceeded `max_body_bytes`.
-    #[error("body exceeds the limit of {0} bytes")]
+    /// The (decompressed) body exceeded `max_body_bytes`.
+    #[error("body_size_limit exceeded: the body is larger than {0} bytes")]
     BodyTooLarge(usize),
     /// The body is not valid UTF-8.
     #[error("body is not valid UTF-8 at byte {0}")]
     NotUtf8(usize),
     /// The exposition is malformed.
-    #[error("{0}")]
+    #[error("line {0}")]
     Parse(exposition::ParseError),
     /// More samples than `sample_limit`.
-    #[error("sample limit of {0} exceeded")]
+    #[error("sample_limit exceeded: more than {0} samples")]
     SampleLimit(usize),
+    /// A series with more labels than `label_limit`.
+    #[error("label_limit exceeded (metric: {metric:.50}, number of labels: {count}, limit: {limit})")]
+    LabelLimit {
+        /// The metric name.
+        metric: String,
+        /// Its label count.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label name longer than `label_name_length_limit`.
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric:.50}, label name: {name:.50}, length: {length}, limit: {limit})"
+    )]
+    LabelNameLength {
+        /// The metric name.
+        metric: String,
+        /// The label name.
+        name: String,
+        /// Its length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A label value longer than `label_value_length_limit`.
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric:.50}, label name: {name:.50}, length: {length}, limit: {limit})"
+    )]
+    LabelValueLength {
+        /// The metric name.
+        metric: String,
+        /// The label name.
+        name: String,
+        /// The value's length in bytes.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `metric_relabel_configs` does not compile (the config was not validated).
+    #[error("{0}")]
+    RelabelConfig(String),
 }
 
 impl ScrapeError {
@@ -49,10 +104,22 @@ impl ScrapeError {
             ScrapeError::Http(_) => "http",
             ScrapeError::Timeout(_) => "timeout",
             ScrapeError::Status(_) => "status",
-            ScrapeError::BodyTooLarge(_) => "body_too_large",
+            ScrapeError::BodyTooLarge(_) => "body_size_limit",
             ScrapeError::NotUtf8(_) => "not_utf8",
             ScrapeError::Parse(_) => "parse",
             ScrapeError::SampleLimit(_) => "sample_limit",
+            ScrapeError::LabelLimit { .. } => "label_limit",
+            ScrapeError::LabelNameLength { .. } => "label_name_length_limit",
+            ScrapeError::LabelValueLength { .. } => "label_value_length_limit",
+            ScrapeError::RelabelConfig(_) => "relabel_config",
+        }
+    }
+
+    /// The body line a parse error points at.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ScrapeError::Parse(e) => Some(e.line),
+            _ => None,
         }
     }
 }
@@ -60,7 +127,8 @@ impl ScrapeError {
 /// What one scrape produced.
 #[derive(Debug)]
 pub struct ScrapeOutput {
-    /// Scraped samples, staleness markers and synthetic series, ready for the relay.
+    /// Scraped samples, staleness markers and synthetic series, ready for the relay. With edge
+    /// reduction, the reduced samples went to the [`Reducer`] instead.
     pub samples: Vec<OutgoingSample>,
     /// Samples the target exposed (0 when the scrape failed).
     pub scraped: usize,
@@ -75,13 +143,32 @@ pub struct Scraper {
     client: reqwest::Client,
     target: Target,
     config: ScrapeConfig,
-    /// Target labels plus `cluster`, applied to every series.
-    target_labels: Vec<(String, String)>,
-    /// Exposed label set → final label set, so unchanged series are not rebuilt each scrape.
-    cache: HashMap<Labels, Arc<Labels>>,
-    /// Series of the previous successful scrape, for staleness.
-    previous: HashSet<Arc<Labels>>,
+    cache: SeriesCache,
     synthetic: [Arc<Labels>; 4],
+}
+
+/// Body buffers shared by all scrapers of the process: only scrapes in flight need one, so
+/// hundreds of targets share a few buffers instead of each keeping its largest body.
+static BODY_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// Buffers kept in the pool; more concurrent scrapes allocate their own.
+const POOL_BUFFERS: usize = 8;
+/// Buffers larger than this are freed rather than pooled.
+const POOL_MAX_BYTES: usize = 32 << 20;
+
+fn take_buffer() -> Vec<u8> {
+    let mut pool = BODY_POOL.lock().unwrap_or_else(|p| p.into_inner());
+    pool.pop().unwrap_or_default()
+}
+
+fn return_buffer(mut body: Vec<u8>) {
+    if body.capacity() > POOL_MAX_BYTES {
+        return;
+    }
+    body.clear();
+    let mut pool = BODY_POOL.lock().unwrap_or_else(|p| p.into_inner());
+    if pool.len() < POOL_BUFFERS {
+        pool.push(body);
+    }
 }
 
 impl Scraper {
@@ -108,15 +195,21 @@ impl Scraper {
             synth("scrape_samples_scraped"),
             synth("scrape_series_added"),
         ];
+        let rules = RelabelRule::compile(&config.metric_relabel_configs);
+        let cache = SeriesCache::new(target_labels, rules, &config);
         Self {
             client,
             target,
             config,
-            target_labels,
-            cache: HashMap::new(),
-            previous: HashSet::new(),
+            cache,
             synthetic,
         }
+    }
+
+    /// Sends counter-like series to `reducer` instead of forwarding them (edge reduction).
+    pub fn with_reducer(mut self, reducer: Arc<Reducer>) -> Self {
+        self.cache.set_reducer(reducer);
+        self
     }
 
     /// The target being scraped.
@@ -124,47 +217,62 @@ impl Scraper {
         &self.target
     }
 
+    /// Series currently cached (memory accounting and tests).
+    pub fn cached_series(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Scrapes once with `timestamp_ms` as the sample time.
     pub async fn scrape(&mut self, timestamp_ms: i64) -> ScrapeOutput {
         let started = Instant::now();
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let fetched = match tokio::time::timeout(timeout, self.fetch()).await {
+        let mut body = take_buffer();
+        let fetched = match tokio::time::timeout(timeout, self.fetch(&mut body)).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeError::Timeout(timeout)),
         };
-        let mut samples = Vec::new();
-        let mut current = HashSet::with_capacity(self.previous.len());
-        let mut added = 0usize;
-        let result = fetched.and_then(|(body, format)| {
-            self.convert(
-                &body,
-                format,
-                timestamp_ms,
-                &mut samples,
-                &mut current,
-                &mut added,
-            )
-        });
-        let duration = started.elapsed();
-        let (scraped, error) = match result {
-            Ok(n) => (n, None),
+        let out = match fetched {
+            Ok(format) => self.process(&body, format, timestamp_ms, started),
+            Err(e) => self.finish(Err(e), Vec::new(), timestamp_ms, started),
+        };
+        return_buffer(body);
+        out
+    }
+
+    /// The part of a scrape after the fetch: parses `body`, applies the cache, limits, staleness
+    /// and synthetic series. Public so benchmarks can measure it without a socket.
+    pub fn process(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        timestamp_ms: i64,
+        started: Instant,
+    ) -> ScrapeOutput {
+        let mut samples = Vec::with_capacity(self.cache.last_len() + 8);
+        let result = match std::str::from_utf8(body) {
+            Ok(text) => self.cache.ingest(text, format, timestamp_ms, &mut samples),
+            Err(e) => Err(ScrapeError::NotUtf8(e.valid_up_to())),
+        };
+        self.finish(result, samples, timestamp_ms, started)
+    }
+
+    fn finish(
+        &mut self,
+        result: Result<series::Ingested, ScrapeError>,
+        mut samples: Vec<OutgoingSample>,
+        timestamp_ms: i64,
+        started: Instant,
+    ) -> ScrapeOutput {
+        let (scraped, added, error) = match result {
+            Ok(i) => (i.scraped, i.added, None),
             Err(e) => {
                 samples.clear();
-                current.clear();
-                added = 0;
-                (0, Some(e))
+                (0, 0, Some(e))
             }
         };
         // Series gone since the last successful scrape (all of them when this one failed).
-        for gone in self.previous.difference(&current) {
-            samples.push(OutgoingSample {
-                labels: Arc::clone(gone),
-                timestamp_ms,
-                value: stale_nan(),
-            });
-        }
-        self.cache.retain(|_, v| current.contains(v));
-        self.previous = current;
+        self.cache.end_scrape(error.is_none(), timestamp_ms, &mut samples);
+        let duration = started.elapsed();
         let up = if error.is_none() { 1.0 } else { 0.0 };
         let synth = [up, duration.as_secs_f64(), scraped as f64, added as f64];
         for (labels, value) in self.synthetic.iter().zip(synth) {
@@ -184,18 +292,14 @@ impl Scraper {
 
     /// Staleness markers for every series of the last scrape, for a target that went away.
     pub fn end_of_run_staleness(&mut self, timestamp_ms: i64) -> Vec<OutgoingSample> {
-        self.cache.clear();
-        std::mem::take(&mut self.previous)
-            .into_iter()
-            .map(|labels| OutgoingSample {
-                labels,
-                timestamp_ms,
-                value: stale_nan(),
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.cache.end_of_run(timestamp_ms, &mut out);
+        out
     }
 
-    async fn fetch(&self) -> Result<(String, Format), ScrapeError> {
+    /// Streams the body into `body`, stopping as soon as it passes `max_body_bytes` (counted after
+    /// gzip decoding: reqwest decodes as it reads, so a compressed bomb is cut off too).
+    async fn fetch(&self, body: &mut Vec<u8>) -> Result<Format, ScrapeError> {
         let mut resp = self
             .client
             .get(&self.target.url)
@@ -211,75 +315,38 @@ impl Scraper {
             return Err(ScrapeError::Status(resp.status().as_u16()));
         }
         let limit = self.config.max_body_bytes;
-        if resp.content_length().is_some_and(|n| n as usize > limit) {
-            return Err(ScrapeError::BodyTooLarge(limit));
+        match resp.content_length() {
+            Some(n) if n > limit as u64 => return Err(ScrapeError::BodyTooLarge(limit)),
+            Some(n) => body.reserve(n as usize),
+            None => {}
         }
         let format = resp
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map_or(Format::PrometheusText, Format::from_content_type);
-        let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| ScrapeError::Http(e.to_string()))? {
             if body.len() + chunk.len() > limit {
+                // Dropping the response closes the connection: the rest is never read.
                 return Err(ScrapeError::BodyTooLarge(limit));
             }
             body.extend_from_slice(&chunk);
         }
-        let body = String::from_utf8(body).map_err(|e| ScrapeError::NotUtf8(e.utf8_error().valid_up_to()))?;
-        Ok((body, format))
+        Ok(format)
     }
+}
 
-    /// Parses `body` and appends its samples with target labels; returns how many it exposed.
-    fn convert(
-        &mut self,
-        body: &str,
-        format: Format,
-        timestamp_ms: i64,
-        out: &mut Vec<OutgoingSample>,
-        current: &mut HashSet<Arc<Labels>>,
-        added: &mut usize,
-    ) -> Result<usize, ScrapeError> {
-        let families = exposition::parse(body, format).map_err(ScrapeError::Parse)?;
-        let total: usize = families.iter().map(|f| f.samples.len()).sum();
-        if self.config.sample_limit > 0 && total > self.config.sample_limit {
-            return Err(ScrapeError::SampleLimit(self.config.sample_limit));
-        }
-        out.reserve(total + 4);
-        for family in families {
-            for s in family.samples {
-                let labels = match self.cache.get(&s.labels) {
-                    Some(l) => Arc::clone(l),
-                    None => {
-                        let l = Arc::new(self.with_target_labels(&s.labels));
-                        self.cache.insert(s.labels, Arc::clone(&l));
-                        l
-                    }
-                };
-                if !self.previous.contains(&labels) {
-                    *added += 1;
-                }
-                current.insert(Arc::clone(&labels));
-                out.push(OutgoingSample {
-                    labels,
-                    timestamp_ms: s.timestamp_ms.unwrap_or(timestamp_ms),
-                    value: s.value,
-                });
-            }
-        }
-        Ok(total)
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        self.cache.release_reducer();
     }
+}
 
-    /// Adds target labels; an exposed label that clashes is kept as `exported_<name>`, as
-    /// Prometheus does with `honor_labels: false`.
-    fn with_target_labels(&self, exposed: &Labels) -> Labels {
-        let mut b = exposed.to_builder();
-        for (k, v) in &self.target_labels {
-            if let Some(old) = exposed.get(k).filter(|old| *old != v) {
-                b.set(format!("exported_{k}"), old);
-            }
-            b.set(k.as_str(), v.as_str());
-        }
-        b.build()
+/// Stamps `stale_nan()` samples for `labels` (helper for the cache).
+fn stale(labels: &Arc<Labels>, timestamp_ms: i64) -> OutgoingSample {
+    OutgoingSample {
+        labels: Arc::clone(labels),
+        timestamp_ms,
+        value: stale_nan(),
     }
 }

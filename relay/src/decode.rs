@@ -138,7 +138,8 @@ mod tests {
         let mut dec = StreamDecoder::new("c1");
         let mut registered = Vec::new();
         let mut resolved = Vec::new();
-        let batch = enc.encode(1, &[out(&[("__name__", "up"), ("job", "x")], 1.0)]);
+        let up = out(&[("__name__", "up"), ("job", "x")], 1.0);
+        let batch = enc.encode(1, std::slice::from_ref(&up));
         dec.decode(
             &batch,
             |l| {
@@ -150,9 +151,9 @@ mod tests {
         .unwrap();
         assert_eq!(resolved, [(7, 5, 1.0)]);
         assert_eq!(registered[0].get("cluster"), Some("c1"));
-        // The second batch reuses the definition.
-        let batch = enc.encode(2, &[out(&[("__name__", "up"), ("job", "x")], 2.0)]);
-        assert!(batch.new_series.is_empty());
+        // The second batch reuses the definition (the collector hands the same label set).
+        let batch = enc.encode(2, &[OutgoingSample { value: 2.0, ..up }]);
+        assert!(batch.new_series.is_empty() && batch.new_series_zstd.is_empty());
         dec.decode(&batch, |_| unreachable!(), &mut resolved).unwrap();
         assert_eq!(resolved, [(7, 5, 2.0)]);
     }
