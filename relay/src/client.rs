@@ -28,6 +28,10 @@ use crate::proto::{self, CollectorMessage, aggregator_message, collector_message
 use crate::tls::TlsReloader;
 use crate::{Error, PROTOCOL_VERSION, Result};
 
+mod pending;
+
+use pending::Pending;
+
 /// How the client connects.
 #[derive(Clone, Debug)]
 pub struct RelayClientOptions {
@@ -166,89 +170,6 @@ impl RelayClient {
     /// A shared handle to the counters, for metrics collectors.
     pub fn stats_handle(&self) -> Arc<RelayClientStats> {
         Arc::clone(&self.stats)
-    }
-}
-
-/// Where batches wait for their acknowledgement.
-enum Pending {
-    Memory {
-        batches: VecDeque<(u64, Arc<Vec<OutgoingSample>>)>,
-        next: u64,
-        epoch: u64,
-    },
-    Disk(DiskBuffer),
-}
-
-impl Pending {
-    fn epoch(&self) -> u64 {
-        match self {
-            Pending::Memory { epoch, .. } => *epoch,
-            Pending::Disk(b) => b.epoch(),
-        }
-    }
-
-    fn has_room(&self, max: usize) -> bool {
-        match self {
-            Pending::Memory { batches, .. } => batches.len() < max,
-            Pending::Disk(_) => true,
-        }
-    }
-
-    fn record(&mut self, samples: Vec<OutgoingSample>) -> Result<(u64, Arc<Vec<OutgoingSample>>)> {
-        match self {
-            Pending::Memory { batches, next, .. } => {
-                let seq = *next;
-                *next += 1;
-                let samples = Arc::new(samples);
-                batches.push_back((seq, Arc::clone(&samples)));
-                Ok((seq, samples))
-            }
-            Pending::Disk(b) => {
-                let seq = b.append(&samples).map_err(|e| Error::Buffer(e.to_string()))?;
-                Ok((seq, Arc::new(samples)))
-            }
-        }
-    }
-
-    fn unacknowledged(&self) -> Result<Vec<(u64, Arc<Vec<OutgoingSample>>)>> {
-        match self {
-            Pending::Memory { batches, .. } => Ok(batches.iter().cloned().collect()),
-            Pending::Disk(b) => Ok(b
-                .unacknowledged()
-                .map_err(|e| Error::Buffer(e.to_string()))?
-                .into_iter()
-                .map(|(s, v)| (s, Arc::new(v)))
-                .collect()),
-        }
-    }
-
-    fn acknowledge(&mut self, sequence: u64) {
-        match self {
-            Pending::Memory { batches, .. } => {
-                while batches.front().is_some_and(|(s, _)| *s <= sequence) {
-                    batches.pop_front();
-                }
-            }
-            Pending::Disk(b) => {
-                if let Err(e) = b.acknowledge(sequence) {
-                    warn!(error = %e, "Could not record an acknowledgement in the relay buffer.");
-                }
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            Pending::Memory { batches, .. } => batches.is_empty(),
-            Pending::Disk(b) => b.acked() + 1 >= b.next_sequence(),
-        }
-    }
-
-    fn dropped_samples(&self) -> u64 {
-        match self {
-            Pending::Memory { .. } => 0,
-            Pending::Disk(b) => b.stats().dropped_samples,
-        }
     }
 }
 
