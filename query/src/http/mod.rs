@@ -72,10 +72,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
-        .to_string();
+    let q = p.required("query")?.to_string();
     let at = p.time_or("time", now_ms())?;
     let value = run(move || engine.query_instant(&q, at)).await??;
     Ok(json(response::query_body(&value)))
@@ -89,10 +86,7 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?
-        .to_string();
+    let q = p.required("query")?.to_string();
     let start = p.time("start")?;
     let end = p.time("end")?;
     if end < start {
@@ -100,12 +94,9 @@ async fn query_range(
             "invalid parameter \"end\": end timestamp must not be before start time",
         ));
     }
-    let step = p
-        .get("step")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))
-        .and_then(|s| {
-            parse_duration(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))
-        })?;
+    let step = p.required("step").and_then(|s| {
+        parse_duration(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))
+    })?;
     if step <= 0 {
         return Err(ApiError::bad_data(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -232,9 +223,7 @@ async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
-    let q = p
-        .get("query")
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let q = p.required("query")?;
     let expr = parse(q)?;
     let mut out = String::from("{\"status\":\"success\",\"data\":");
     out.push_str(&serde_json::to_string(&expr.prettify()).unwrap_or_else(|_| "\"\"".into()));

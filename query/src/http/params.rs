@@ -41,11 +41,15 @@ impl Params {
             .collect()
     }
 
+    /// The first value of a required parameter, or Prometheus' `bad_data` error naming it.
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name)
+            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{name}\": missing")))
+    }
+
     /// A required time parameter in milliseconds.
     pub fn time(&self, name: &str) -> Result<i64, ApiError> {
-        let v = self
-            .get(name)
-            .ok_or_else(|| ApiError::bad_data(format!("invalid parameter \"{name}\": missing")))?;
+        let v = self.required(name)?;
         parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}")))
     }
 
