@@ -1,0 +1,83 @@
+//! The pure half of meshfed's failover-and-routing controller.
+//!
+//! A [`VirtualDestination`](spec::VirtualDestination) names a global host (`web-api.global`) and the
+//! services in several clusters that back it. From it, the clusters' [`Topology`](topology::Topology)
+//! and the health model's [`HealthView`](health::HealthView), this crate
+//! - [validates](validate) it with field-precise errors,
+//! - [decides](decide::decide) the routing (priority failover, health-driven weights with
+//!   hysteresis and cooldown, fail-static on stale or hopeless data) as a pure function of its inputs
+//!   and the time,
+//! - [renders](render::render) Istio `ServiceEntry`, `WorkloadEntry`, `DestinationRule` and
+//!   `VirtualService` objects for exactly the clusters that need them, byte-identical when nothing
+//!   changed,
+//! - and [writes](gitops::write_snapshot) a cluster's snapshot to a directory for GitOps.
+//!
+//! [`reconcile::reconcile`] ties these together for a set of resources. Nothing here does I/O except
+//! [`gitops`], and nothing reads a clock: time is a plain `i64` of milliseconds.
+
+pub mod crd;
+pub mod decide;
+pub mod duration;
+pub mod gitops;
+pub mod health;
+pub mod reconcile;
+pub mod render;
+pub mod spec;
+pub mod topology;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use serde::Deserialize as _;
+
+pub use decide::{Decision, decide};
+pub use health::{HealthState, HealthView, ServiceHealth};
+pub use reconcile::{Inputs, Outcome, reconcile};
+pub use render::{IstioObject, Kind, placement, render};
+pub use spec::{VirtualDestination, VirtualDestinationSpec, VirtualDestinationStatus};
+pub use topology::{Clients, ClusterTopology, Endpoint, Locality, ServiceTopology, Topology};
+pub use validate::{validate_set, validate_spec, validate_with_topology};
+
+/// Errors of the controller's effectful edges (file output, parsing resource files).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A resource file is not a valid `VirtualDestination` document.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the YAML parser said.
+        message: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reads every `VirtualDestination` from a YAML text (one or more `---`-separated documents).
+pub fn parse_resources(text: &str, path: &std::path::Path) -> Result<Vec<VirtualDestination>> {
+    let mut out = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let value = serde_norway::Value::deserialize(doc).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let vd = serde_norway::from_value(value).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        out.push(vd);
+    }
+    Ok(out)
+}

@@ -1,0 +1,54 @@
+//! The committed CRD matches the Rust types, and the example resources validate against it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use meshfed_controller::crd::{CRD_PATH, crd_yaml};
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(CRD_PATH)
+}
+
+#[test]
+fn committed_crd_is_current() {
+    let generated = crd_yaml();
+    let path = committed_path();
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is out of date; regenerate with UPDATE_GOLDEN=1 cargo test -p meshfed-controller --test crd",
+        path.display()
+    );
+}
+
+#[test]
+fn crd_names_and_version() {
+    let schemas = common::schema::schemas_from(&crd_yaml());
+    assert!(schemas.contains_key(&("VirtualDestination".to_owned(), "v1alpha1".to_owned())));
+    let text = crd_yaml();
+    assert!(text.contains("name: virtualdestinations.meshfed.io"));
+    assert!(text.contains("subresources:"), "status subresource");
+}
+
+#[test]
+fn example_resources_validate_against_the_crd() {
+    let schemas = common::schema::schemas_from(&crd_yaml());
+    let schema = &schemas[&("VirtualDestination".to_owned(), "v1alpha1".to_owned())];
+    for yaml in [common::PRIORITY, common::LOCALITY, common::FAILOVER_PRIORITY] {
+        let value: serde_json::Value = serde_norway::from_str(yaml).unwrap();
+        let errors = common::schema::check(schema, &value);
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+    // A wrong type is caught by the schema too.
+    let bad: serde_json::Value =
+        serde_norway::from_str(&common::PRIORITY.replace("number: 80,", "number: eighty,")).unwrap();
+    assert!(!common::schema::check(schema, &bad).is_empty());
+}
