@@ -315,6 +315,10 @@ pub fn validate_set(vds: &[VirtualDestination], topology: &Topology) -> BTreeMap
         let key = key_of(vd);
         let mut errors = validate_spec(vd.metadata.name.as_deref().unwrap_or(""), &vd.spec);
         errors.extend(validate_with_topology(&vd.spec, topology));
+        if key.len() > 63 {
+            let msg = format!("{key:?} (namespace.name) is longer than 63 characters, the label value limit");
+            errors.push(err("metadata.name", msg));
+        }
         if out.contains_key(&key) {
             errors.push(err("metadata.name", format!("{key} is defined twice")));
         }

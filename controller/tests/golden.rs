@@ -141,3 +141,22 @@ fn one_cluster_unhealthy() {
         "cluster-1 web-api Failing (error rate 31% > 5%): shift 100% → cluster-2"
     );
 }
+
+#[test]
+fn schema_check_catches_bad_objects() {
+    let Some(schemas) = common::schema::istio_schemas() else {
+        return;
+    };
+    let out = run(PRIORITY, &healthy(), &BTreeMap::new());
+    let dr = out.snapshots["cluster-1"]
+        .iter()
+        .find(|o| o.kind.as_str() == "DestinationRule")
+        .unwrap();
+    let schema = &schemas[&("DestinationRule".to_owned(), "v1".to_owned())];
+    let mut wrong_type = dr.manifest.clone();
+    wrong_type["spec"]["trafficPolicy"]["outlierDetection"]["maxEjectionPercent"] = "all".into();
+    assert!(!common::schema::check(schema, &wrong_type).is_empty());
+    let mut unknown = dr.manifest.clone();
+    unknown["spec"]["trafficPolicy"]["outlierDetecton"] = serde_json::json!({});
+    assert!(!common::schema::check(schema, &unknown).is_empty());
+}
