@@ -23,6 +23,7 @@ pub mod health;
 pub mod reconcile;
 pub mod render;
 pub mod spec;
+pub mod status;
 pub mod topology;
 pub mod validate;
 
