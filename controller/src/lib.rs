@@ -1,8 +1,8 @@
 //! The pure half of meshfed's failover-and-routing controller.
 //!
-//! A [`VirtualDestination`](spec::VirtualDestination) names a global host (`web-api.global`) and the
-//! services in several clusters that back it. From it, the clusters' [`Topology`](topology::Topology)
-//! and the health model's [`HealthView`](health::HealthView), this crate
+//! A [`VirtualDestination`] names a global host (`web-api.global`) and the
+//! services in several clusters that back it. From it, the clusters' [`Topology`]
+//! and the health model's [`HealthView`], this crate
 //! - [validates](validate) it with field-precise errors,
 //! - [decides](decide::decide) the routing (priority failover, health-driven weights with
 //!   hysteresis and cooldown, fail-static on stale or hopeless data) as a pure function of its inputs
