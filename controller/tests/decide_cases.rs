@@ -9,6 +9,14 @@ use common::{LOCALITY, NOW, PRIORITY, entry, healthy, topology, vd};
 use meshfed_controller::health::{HealthState, HealthView, ServiceHealth};
 use meshfed_controller::{Decision, decide};
 
+/// (what, health of cluster-1, expected weights, expected reason).
+type Case = (
+    &'static str,
+    ServiceHealth,
+    &'static [(&'static str, u32)],
+    &'static str,
+);
+
 fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
     pairs.iter().map(|(c, w)| ((*c).to_owned(), *w)).collect()
 }
@@ -32,7 +40,7 @@ fn from_cluster_1() -> Decision {
 fn thresholds_classify_and_route() {
     let mut spec = vd(PRIORITY).spec;
     spec.health_policy.latency_p99_threshold_ms = Some(500.0);
-    let cases: Vec<(&str, ServiceHealth, &[(&str, u32)], &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "error rate over the spec's threshold, though the model says Healthy",
             ServiceHealth {
