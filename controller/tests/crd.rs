@@ -3,30 +3,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use meshfed_controller::crd::{CRD_PATH, crd_yaml};
-
-fn committed_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(CRD_PATH)
-}
 
 #[test]
 fn committed_crd_is_current() {
-    let generated = crd_yaml();
-    let path = committed_path();
-    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, &generated).unwrap();
-        return;
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{} is out of date; regenerate with UPDATE_GOLDEN=1 cargo test -p meshfed-controller --test crd",
-        path.display()
-    );
+    // Regenerate with UPDATE_GOLDEN=1 cargo test -p meshfed-controller --test crd.
+    common::golden(&format!("../{CRD_PATH}"), &crd_yaml());
 }
 
 #[test]

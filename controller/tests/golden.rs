@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use common::{FAILOVER_PRIORITY, LOCALITY, NOW, PRIORITY, clients, entry, healthy, topology, vd};
 use meshfed_controller::health::{HealthState, HealthView};
@@ -36,22 +35,6 @@ fn dump(out: &Outcome) -> String {
         }
     }
     s
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.yaml"));
-    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        expected == actual,
-        "{} differs from the generated output; rerun with UPDATE_GOLDEN=1 and review the diff\n{actual}",
-        path.display()
-    );
 }
 
 fn validate_all(out: &Outcome) {
@@ -86,7 +69,7 @@ fn scenario(name: &str, yaml: &str, health: &HealthView, previous: &BTreeMap<Str
         "{:#?}",
         out.statuses
     );
-    golden(name, &dump(&out));
+    common::golden(&format!("tests/golden/{name}.yaml"), &dump(&out));
     validate_all(&out);
     // Same inputs, same bytes.
     assert_eq!(dump(&run(yaml, health, previous)), dump(&out));

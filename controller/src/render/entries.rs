@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::names::{CLUSTER_LABEL, metadata, object_name, owner_labels, vip};
 use super::{ISTIO_API_VERSION, IstioObject, Kind, owner_key};
-use crate::spec::VirtualDestination;
+use crate::spec::{PortSpec, VirtualDestination};
 use crate::topology::{EAST_WEST_PORT, Locality, Selected, Topology, select};
 
 /// What every generator needs: the resource, its key and labels, its backing services.
@@ -78,6 +78,16 @@ impl<'a> Context<'a> {
         self.object(Kind::ServiceEntry, object_name(&[self.name]), &self.labels, body)
     }
 
+    /// The `WorkloadEntry` port map: every spec port name → the port `target` picks.
+    fn ports(&self, target: impl Fn(&PortSpec) -> u32) -> BTreeMap<String, u32> {
+        self.vd
+            .spec
+            .ports
+            .iter()
+            .map(|p| (p.port_name(), target(p)))
+            .collect()
+    }
+
     /// `WorkloadEntry`s seen from `cluster`: its own backing endpoints directly, every other backing
     /// cluster's endpoints through that cluster's east-west gateways (one entry per gateway address
     /// and locality, weighted by the endpoints there).
@@ -91,14 +101,8 @@ impl<'a> Context<'a> {
             let mut labels = self.labels.clone();
             labels.insert(CLUSTER_LABEL.to_owned(), (*backing_cluster).to_owned());
             if *backing_cluster == cluster {
+                let ports = self.ports(|p| p.effective_target_port());
                 for ep in &sel.service.endpoints {
-                    let ports: BTreeMap<String, u32> = self
-                        .vd
-                        .spec
-                        .ports
-                        .iter()
-                        .map(|p| (p.port_name(), p.effective_target_port()))
-                        .collect();
                     let body = entry_body(&ep.address, &ports, &labels, network, &ep.locality, None);
                     let name = object_name(&[self.name, backing_cluster, &ep.address]);
                     out.push(self.object(Kind::WorkloadEntry, name, &labels, body));
@@ -109,13 +113,7 @@ impl<'a> Context<'a> {
             for ep in &sel.service.endpoints {
                 *by_locality.entry(&ep.locality).or_default() += 1;
             }
-            let ports: BTreeMap<String, u32> = self
-                .vd
-                .spec
-                .ports
-                .iter()
-                .map(|p| (p.port_name(), EAST_WEST_PORT))
-                .collect();
+            let ports = self.ports(|_| EAST_WEST_PORT);
             for gw in &ct.gateways {
                 for (loc, count) in &by_locality {
                     let body = entry_body(gw, &ports, &labels, network, loc, Some(*count));

@@ -137,3 +137,19 @@ spec:
     failoverPriority: [topology.istio.io/network, topology.kubernetes.io/region]
   healthPolicy: { cooldown: 2m, maxWeightShiftPerStep: 25 }
 "#;
+
+/// Compares `actual` with the committed file at `path` (relative to the crate), or rewrites the
+/// file when `UPDATE_GOLDEN=1`.
+pub fn golden(path: &str, actual: &str) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        expected == actual,
+        "{} differs from the generated output; rerun with UPDATE_GOLDEN=1 and review the diff\n{actual}",
+        path.display()
+    );
+}
