@@ -18,6 +18,7 @@
 pub mod crd;
 pub mod decide;
 pub mod duration;
+pub mod files;
 pub mod gitops;
 pub mod health;
 pub mod reconcile;
@@ -29,9 +30,8 @@ pub mod validate;
 
 use std::path::PathBuf;
 
-use serde::Deserialize as _;
-
 pub use decide::{Decision, decide};
+pub use files::{load_dir, parse_resources};
 pub use health::{HealthState, HealthView, ServiceHealth};
 pub use reconcile::{Inputs, Outcome, reconcile};
 pub use render::{IstioObject, Kind, placement, render};
@@ -62,23 +62,3 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Reads every `VirtualDestination` from a YAML text (one or more `---`-separated documents).
-pub fn parse_resources(text: &str, path: &std::path::Path) -> Result<Vec<VirtualDestination>> {
-    let mut out = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let value = serde_norway::Value::deserialize(doc).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let vd = serde_norway::from_value(value).map_err(|e| Error::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        out.push(vd);
-    }
-    Ok(out)
-}

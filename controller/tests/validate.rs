@@ -213,3 +213,18 @@ fn files_parse_with_defaults() {
     let err = meshfed_controller::parse_resources("spec: [", std::path::Path::new("bad.yaml")).unwrap_err();
     assert!(err.to_string().starts_with("bad.yaml: "), "{err}");
 }
+
+#[test]
+fn a_directory_loads_file_by_file() {
+    let dir = std::env::temp_dir().join(format!("meshfed-controller-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), PRIORITY).unwrap();
+    std::fs::write(dir.join("b.yml"), "spec: [").unwrap();
+    std::fs::write(dir.join("notes.txt"), "not a resource").unwrap();
+    let loaded = meshfed_controller::load_dir(&dir).unwrap();
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[0].1.as_ref().unwrap().len(), 1);
+    assert!(loaded[1].1.is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
