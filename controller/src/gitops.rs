@@ -6,7 +6,7 @@
 //! are `.yaml` files whose manifest carries our `app.kubernetes.io/managed-by: meshfed` label and
 //! that are no longer in the snapshot: anything else in the directory is left alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -80,4 +80,37 @@ pub fn write_snapshot(dir: &Path, objects: &[IstioObject]) -> Result<WriteReport
         report.removed.push(name);
     }
     Ok(report)
+}
+
+/// Whether a cluster name can be used as a directory name as it is (no separators, no leading dot).
+fn safe_dir_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Writes every cluster's snapshot to `root/<cluster>/` with [`write_snapshot`] (so a cluster
+/// whose snapshot became empty is pruned too). A cluster name that is not a plain directory name is
+/// an error, never a path outside `root`.
+pub fn write_all(
+    root: &Path,
+    snapshots: &BTreeMap<String, Vec<IstioObject>>,
+) -> Result<BTreeMap<String, WriteReport>> {
+    let mut out = BTreeMap::new();
+    for (cluster, objects) in snapshots {
+        if !safe_dir_name(cluster) {
+            let source = std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "cluster name is not a plain directory name",
+            );
+            return Err(Error::Io {
+                path: root.join(cluster),
+                source,
+            });
+        }
+        out.insert(cluster.clone(), write_snapshot(&root.join(cluster), objects)?);
+    }
+    Ok(out)
 }

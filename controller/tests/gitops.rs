@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use common::{NOW, PRIORITY, clients, entry, healthy, topology, vd};
-use meshfed_controller::gitops::{is_owned, write_snapshot};
+use meshfed_controller::gitops::{is_owned, write_all, write_snapshot};
 use meshfed_controller::health::HealthState;
 use meshfed_controller::{Inputs, reconcile};
 
@@ -131,4 +131,31 @@ fn placement_is_limited_to_clients_named_and_backing_clusters() {
     assert_eq!(out.statuses["web.web-api"].placement, ["cluster-2"]);
     // Every known cluster still gets a (possibly empty) snapshot so its agent can prune.
     assert_eq!(out.snapshots.len(), 3);
+}
+
+#[test]
+fn every_cluster_gets_its_own_directory() {
+    let (topo, cl, health) = (topology(), clients(), healthy());
+    let out = reconcile(
+        &[vd(PRIORITY)],
+        &Inputs {
+            topology: &topo,
+            health: &health,
+            clients: &cl,
+            now_ms: NOW,
+        },
+        &BTreeMap::new(),
+    );
+    let root = temp_dir("all");
+    let reports = write_all(&root, &out.snapshots).unwrap();
+    assert_eq!(
+        reports.keys().collect::<Vec<_>>(),
+        ["cluster-1", "cluster-2", "cluster-3", "cluster-4"]
+    );
+    for (cluster, objects) in &out.snapshots {
+        assert_eq!(fs::read_dir(root.join(cluster)).unwrap().count(), objects.len());
+    }
+    let evil = BTreeMap::from([("../x".to_owned(), Vec::new())]);
+    assert!(write_all(&root, &evil).is_err());
+    fs::remove_dir_all(&root).unwrap();
 }
