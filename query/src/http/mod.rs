@@ -20,6 +20,7 @@ use axum::routing::get;
 use meshfed_model::Matcher;
 
 use crate::engine::{Engine, matcher_sets, parse};
+use crate::sql::{SqlEngine, SqlOptions};
 use error::ApiError;
 use params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration};
 use promql_parser::parser::Expr;
@@ -28,8 +29,15 @@ use tower_http::compression::CompressionLayer;
 /// The version reported by `/api/v1/status/buildinfo` (≥ 2.24 makes Grafana use `match[]`).
 pub const PROMETHEUS_COMPAT_VERSION: &str = "2.42.0";
 
-/// The API routes with `engine` as state, ready to merge into a larger router.
+/// The API routes with `engine` as state, ready to merge into a larger router. `/api/v1/sql`
+/// gets an [`SqlEngine`] with the store's own tables and default options.
 pub fn router(engine: Arc<Engine>) -> Router {
+    let sql = SqlEngine::new(Arc::clone(engine.store()), SqlOptions::default());
+    router_with_sql(engine, Arc::new(sql))
+}
+
+/// As [`router`], with the given SQL engine (e.g. one with the aggregator's tables added).
+pub fn router_with_sql(engine: Arc<Engine>, sql: Arc<SqlEngine>) -> Router {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -44,6 +52,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/format_query", get(format_query).post(format_query))
         .route("/federate", get(federate::federate).post(federate::federate))
         .with_state(engine)
+        .merge(crate::sql::http::router(sql))
         .layer(CompressionLayer::new())
 }
 
