@@ -172,22 +172,11 @@ fn normalise_ours(fams: &[MetricFamily]) -> Normal {
         families: BTreeSet::new(),
         samples: Vec::new(),
     };
-    let counters: BTreeSet<&str> = fams
-        .iter()
-        .filter(|f| f.metric_type == MetricType::Counter)
-        .map(|f| f.name.as_str())
-        .collect();
     for f in fams {
-        // Known divergence, normalised: a 0.0.4 body that names its counter `foo` in `# TYPE` but
-        // its samples `foo_total` (OpenMetrics naming, as Rust's prometheus-client writes it, e.g.
-        // Istio's ztunnel): prometheus_client puts them in counter `foo`; our 0.0.4 parser (like
-        // Prometheus' stateless one) matches metadata to sample names exactly, so they form an
-        // untyped family `foo_total` next to an empty counter `foo`. Compare them as the former.
-        let adopted = (f.metric_type == MetricType::Unknown && f.help.is_none())
-            .then(|| f.name.strip_suffix("_total"))
-            .flatten()
-            .filter(|base| counters.contains(base));
-        let counter = f.metric_type == MetricType::Counter || adopted.is_some();
+        // A 0.0.4 body that names its counter `foo` in `# TYPE` but its samples `foo_total`
+        // (OpenMetrics naming, as Rust's prometheus-client writes it, e.g. Istio's ztunnel) is
+        // counter `foo` in both parsers: no normalisation needed.
+        let counter = f.metric_type == MetricType::Counter;
         // Normalisation: prometheus_client names a counter family without `_total` and every one
         // of its samples with it (a 0.0.4 `foo` sample of counter `foo` becomes `foo_total`).
         let name = match f.name.strip_suffix("_total") {
@@ -195,15 +184,10 @@ fn normalise_ours(fams: &[MetricFamily]) -> Normal {
             _ => f.name.clone(),
         };
         // Normalisation: 0.0.4 `untyped` is `unknown` in prometheus_client.
-        let type_word = match adopted {
-            Some(_) => "counter".to_owned(),
-            None => f.metric_type.type_word(Format::OpenMetrics).to_owned(),
-        };
+        let type_word = f.metric_type.type_word(Format::OpenMetrics).to_owned();
         // Normalisation: prometheus_client has no "no HELP"; it reports an empty one.
         let help = f.help.clone().unwrap_or_default();
-        if adopted.is_none() {
-            out.families.insert((name.clone(), type_word.clone(), help));
-        }
+        out.families.insert((name.clone(), type_word.clone(), help));
         for s in &f.samples {
             let mut sample_name = s.labels.metric_name().unwrap_or("").to_owned();
             if counter && !sample_name.ends_with("_total") {

@@ -2,54 +2,18 @@
 //! exact values, and survive a render→parse round trip.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use meshfed_model::exposition::{ExpositionSample, Format, MetricFamily, MetricType, check, parse, render};
 use meshfed_model::fixtures::fixture_dir;
 
-fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
+mod common;
 
-fn files(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
-        .collect();
-    v.sort();
-    v
-}
-
-fn format_of(path: &Path) -> Format {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    if name.ends_with(".om.txt") || name == "omtestdata.txt" {
-        Format::OpenMetrics
-    } else {
-        Format::PrometheusText
-    }
-}
+use common::{files, read};
 
 /// Every real scrape body, with the format it is written in.
 fn scrapes() -> Vec<(PathBuf, Format)> {
-    let mut out = Vec::new();
-    let mut add = |sub: &str, keep: &dyn Fn(&str) -> bool| {
-        if let Some(dir) = fixture_dir(sub) {
-            out.extend(files(&dir, keep).into_iter().map(|p| (p.clone(), format_of(&p))));
-        }
-    };
-    add("istio-sidecar/datadog", &|_| true);
-    add("istio-control-plane/datadog", &|_| true);
-    add("envoy-stats/kuma-dp-metrics", &|n| n.ends_with(".in"));
-    add("envoy-stats/kuma-dp-metrics/otel", &|n| n.ends_with(".in"));
-    add("envoy-stats/kuma-dp-metrics/profiles", &|n| n.ends_with(".in"));
-    add("prometheus-textparse", &|_| true);
-    add("prometheus-textparse/legacy-2024-10", &|_| true);
-    add("prometheus-common-expfmt/testdata", &|n| n == "text");
-    add("prometheus-promtool-prom", &|n| n == "metrics-test.prom");
-    add("otlp", &|n| n.ends_with(".prom"));
-    out
+    common::scrapes().into_iter().map(|(_, p, f)| (p, f)).collect()
 }
 
 #[test]
@@ -104,7 +68,14 @@ fn same(a: &[MetricFamily], b: &[MetricFamily]) -> Result<(), String> {
         return Err(format!("{} families became {}", a.len(), b.len()));
     }
     for (fa, fb) in a.iter().zip(b) {
-        let meta = |f: &MetricFamily| (f.name.clone(), f.help.clone(), f.unit.clone(), f.metric_type);
+        // A 0.0.4 counter `foo` whose samples are all `foo_total` renders as `# TYPE foo_total
+        // counter` (as Prometheus' /federate and prometheus_client write it), so it comes back
+        // named `foo_total`: the same family.
+        let name = |f: &MetricFamily| match (f.metric_type, f.name.strip_suffix("_total")) {
+            (MetricType::Counter, Some(base)) => base.to_owned(),
+            _ => f.name.clone(),
+        };
+        let meta = |f: &MetricFamily| (name(f), f.help.clone(), f.unit.clone(), f.metric_type);
         if meta(fa) != meta(fb) || fa.samples.len() != fb.samples.len() {
             return Err(format!(
                 "family {} differs: {:?} vs {:?}",
@@ -273,6 +244,42 @@ fn expfmt_fuzz_corpus() {
             assert!(result.is_err(), "{name} should be rejected");
         } else {
             assert!(result.is_ok(), "{name}: {result:?}");
+        }
+    }
+}
+
+#[test]
+fn ztunnel_total_samples_join_their_counter_families() {
+    let Some(dir) = fixture_dir("istio-sidecar/datadog") else {
+        return;
+    };
+    let fams = parse(
+        &read(&dir.join("istio-1.24-fixture_ztunnel.txt")),
+        Format::PrometheusText,
+    )
+    .expect("ztunnel parses");
+    // ztunnel declares `# TYPE istio_tcp_sent_bytes counter` and exposes `..._total` samples.
+    let sent = fams
+        .iter()
+        .find(|f| f.name == "istio_tcp_sent_bytes")
+        .expect("istio_tcp_sent_bytes");
+    assert_eq!(sent.metric_type, MetricType::Counter);
+    assert!(sent.help.is_some());
+    assert!(!sent.samples.is_empty());
+    assert!(
+        sent.samples
+            .iter()
+            .all(|s| s.labels.metric_name() == Some("istio_tcp_sent_bytes_total"))
+    );
+    // No counter's samples are left in an untyped `_total` family beside it.
+    for f in &fams {
+        if f.metric_type == MetricType::Unknown {
+            let base = f.name.strip_suffix("_total");
+            assert!(
+                base.is_none_or(|b| !fams.iter().any(|g| g.name == b)),
+                "{} split from its counter",
+                f.name
+            );
         }
     }
 }

@@ -336,13 +336,27 @@ pub(super) fn build_labels<'a>(name: Option<&'a str>, raw: &mut Vec<RawLabel<'a>
     LabelSorter::default().build(name, raw)
 }
 
-/// Turns raw label pairs into sorted [`Labels`], remembering the sort order of the last label-name
-/// layout: a family's samples nearly always repeat it (Envoy writes every series of a family with
-/// the same names in the same order), so the next sample with that layout skips the sort and the
+/// Turns raw label pairs into sorted [`Labels`], remembering the sort order of the last few
+/// label-name layouts: a family's samples nearly always repeat one (Envoy writes every series of a
+/// family with the same names in the same order), and a histogram alternates between two (buckets
+/// with `le`, then `_sum`/`_count` without), so a sample with a known layout skips the sort and the
 /// duplicate check.
 #[derive(Default)]
 pub(super) struct LabelSorter<'a> {
-    /// The label names of the last layout, in input order (`__name__` first when present).
+    /// Up to [`LAYOUTS`] layouts, replaced round-robin.
+    layouts: Vec<Layout<'a>>,
+    /// The layout the previous sample used: tried first.
+    last: usize,
+    /// The layout replaced next when all slots are taken.
+    evict: usize,
+}
+
+/// Layouts remembered by a [`LabelSorter`].
+const LAYOUTS: usize = 4;
+
+#[derive(Default)]
+struct Layout<'a> {
+    /// The label names, in input order (`__name__` first when present).
     names: Vec<&'a str>,
     /// Input indices in label-name order.
     order: Vec<usize>,
@@ -363,26 +377,45 @@ impl<'a> LabelSorter<'a> {
                 raw[i + skip - 1].0
             }
         };
-        let same = self.names.len() == n && (0..n).all(|i| self.names[i] == name_at(i));
-        if !same {
-            self.names.clear();
-            self.names.extend((0..n).map(name_at));
-            self.order.clear();
-            self.order.extend(0..n);
-            let names = &self.names;
-            self.order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
-            self.duplicate = self
-                .order
-                .windows(2)
-                .find(|w| names[w[0]] == names[w[1]])
-                .map(|w| names[w[0]]);
-        }
-        if let Some(d) = self.duplicate {
+        let same = |l: &Layout<'a>| l.names.len() == n && (0..n).all(|i| l.names[i] == name_at(i));
+        let known = if self.layouts.get(self.last).is_some_and(same) {
+            Some(self.last)
+        } else {
+            self.layouts.iter().position(same)
+        };
+        let at = match known {
+            Some(at) => at,
+            None => {
+                let at = if self.layouts.len() < LAYOUTS {
+                    self.layouts.push(Layout::default());
+                    self.layouts.len() - 1
+                } else {
+                    self.evict = (self.evict + 1) % LAYOUTS;
+                    self.evict
+                };
+                let l = &mut self.layouts[at];
+                l.names.clear();
+                l.names.extend((0..n).map(name_at));
+                l.order.clear();
+                l.order.extend(0..n);
+                let names = &l.names;
+                l.order.sort_unstable_by(|&a, &b| names[a].cmp(names[b]));
+                l.duplicate = l
+                    .order
+                    .windows(2)
+                    .find(|w| names[w[0]] == names[w[1]])
+                    .map(|w| names[w[0]]);
+                at
+            }
+        };
+        self.last = at;
+        let layout = &self.layouts[at];
+        if let Some(d) = layout.duplicate {
             raw.clear();
             return Err(format!("duplicate label name {d:?}"));
         }
         let mut v = Vec::with_capacity(n);
-        for &i in &self.order {
+        for &i in &layout.order {
             let i = i + skip;
             if i == 0 {
                 if let Some(name) = name.filter(|n| !n.is_empty()) {

@@ -18,6 +18,7 @@
 use crate::labels::Labels;
 
 mod error;
+pub mod fuzzing;
 mod lexer;
 mod om_rules;
 mod openmetrics;
@@ -129,6 +130,8 @@ impl MetricType {
             (MetricType::Info, Format::OpenMetrics) => &["_info"],
             (MetricType::Summary, Format::PrometheusText) => &["", "_count", "_sum"],
             (MetricType::Histogram, Format::PrometheusText) => &["", "_count", "_sum", "_bucket"],
+            // `foo_total` after `# TYPE foo counter` (OpenMetrics naming in a 0.0.4 body).
+            (MetricType::Counter, Format::PrometheusText) => &["", "_total"],
             _ => &[""],
         }
     }

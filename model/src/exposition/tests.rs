@@ -98,6 +98,51 @@ untyped_thing{x=\"y\"} 4
 }
 
 #[test]
+fn counter_declared_without_total_takes_its_total_samples() {
+    // Istio's ztunnel (Rust prometheus-client) writes the OpenMetrics naming in a 0.0.4 body.
+    let body = "\
+# HELP istio_tcp_sent_bytes Bytes sent.
+# TYPE istio_tcp_sent_bytes counter
+istio_tcp_sent_bytes_total{reporter=\"source\"} 10
+istio_tcp_sent_bytes_total{reporter=\"destination\"} 20
+# TYPE plain counter
+plain 1
+plain_total 2
+other_total 3
+";
+    let fams = text(body);
+    let names: Vec<_> = fams
+        .iter()
+        .map(|f| (f.name.as_str(), f.metric_type, f.samples.len()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("istio_tcp_sent_bytes", MetricType::Counter, 2),
+            ("plain", MetricType::Counter, 2),
+            ("other_total", MetricType::Unknown, 1),
+        ]
+    );
+    assert_eq!(
+        fams[0].samples[1].labels.metric_name(),
+        Some("istio_tcp_sent_bytes_total"),
+        "samples keep their exposed name"
+    );
+    // The streaming path reports the same type, so a scraper treats them as counters.
+    let mut types = Vec::new();
+    for_each_sample(body, Format::PrometheusText, |s| {
+        types.push((s.name, s.metric_type))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(types[0], ("istio_tcp_sent_bytes_total", MetricType::Counter));
+    assert_eq!(types[4], ("other_total", MetricType::Unknown));
+    // A `_total` family of its own stays separate.
+    let fams = text("# TYPE a counter\na 1\n# TYPE a_total gauge\na_total 2\n");
+    assert_eq!(fams.len(), 2);
+    assert_eq!(fams[1].metric_type, MetricType::Gauge);
+}
+
+#[test]
 fn help_escapes() {
     let fams = text("# HELP a x\\\\y\\nz\\t \"q\"\n# TYPE a gauge\na 1\n");
     assert_eq!(fams[0].help.as_deref(), Some("x\\y\nz\\t \"q\""));

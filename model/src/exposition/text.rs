@@ -5,8 +5,10 @@
 //! [`MetricType::Unknown`] families named after the sample), blanks may separate any tokens, commas
 //! between labels are optional and a trailing one is allowed, and `#` lines other than `HELP`/`TYPE`
 //! are comments. A sample joins the family of its name or, for histograms and summaries, of its name
-//! without `_bucket`/`_count`/`_sum`; each family appears once in the output, in order of first
-//! appearance. Duplicate label names are rejected (Prometheus' storage refuses such series).
+//! without `_bucket`/`_count`/`_sum`, and for counters of its name without `_total` (`# TYPE foo
+//! counter` then `foo_total 1`, the OpenMetrics naming that Rust's `prometheus-client` also uses
+//! in 0.0.4 output, e.g. Istio's ztunnel: grouped as `prometheus_client` and OpenMetrics tools
+//! group it); each family appears once in the output, in order of first appearance. Duplicate label names are rejected (Prometheus' storage refuses such series).
 
 use std::collections::HashMap;
 
@@ -15,8 +17,9 @@ use super::lexer::{
 };
 use super::{ExpositionSample, Format, MetricFamily, MetricType, ParseError, RawSample};
 
-/// Sample-name suffixes that may attach a sample to a histogram or summary family.
-const PART_SUFFIXES: [&str; 3] = ["_bucket", "_count", "_sum"];
+/// Sample-name suffixes that may attach a sample to a histogram or summary family, or (`_total`)
+/// to a counter family declared without it.
+const PART_SUFFIXES: [&str; 4] = ["_bucket", "_count", "_sum", "_total"];
 
 /// Receives each sample when streaming ([`super::for_each_sample`]).
 pub(super) type Emit<'f, 'a> = &'f mut dyn FnMut(RawSample<'a>);
