@@ -134,6 +134,11 @@ pub struct ScrapeConfig {
     pub metric_relabel_configs: Vec<crate::relabel::RelabelConfig>,
     /// Edge reduction of counters and histograms to workload level; off when absent.
     pub reduce: Option<crate::reduce::ReduceConfig>,
+    /// Keep each target's HTTP connection open between scrapes (Prometheus does). Off by default:
+    /// an idle connection keeps its read buffer, grown to the size of the body (~170 KB per Istio
+    /// sidecar), so with hundreds of targets that is a sixth of the collector's memory, while a
+    /// new plain-HTTP connection per target and interval costs next to nothing.
+    pub keep_alive: bool,
 }
 
 impl Default for ScrapeConfig {
@@ -149,6 +154,7 @@ impl Default for ScrapeConfig {
             label_value_length_limit: 0,
             metric_relabel_configs: Vec::new(),
             reduce: None,
+            keep_alive: false,
         }
     }
 }

@@ -35,7 +35,7 @@ impl ScrapeManager {
     pub fn new(config: ScrapeConfig, cluster: String, relay: RelayClient, metrics: CollectorMetrics) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(concat!("meshfed-collector/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(usize::from(config.keep_alive))
             .build()
             .unwrap_or_default();
         let reduction = config.reduce.as_ref().filter(|r| r.by_workload).map(|r| {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use meshfed_model::{Labels, stale_nan};
-use meshfed_relay::encode::OutgoingSample;
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels};
 use serde::Deserialize;
 
 /// `scrape.reduce` in the config.
@@ -69,17 +69,17 @@ pub struct Reducer {
 
 #[derive(Debug, Default)]
 struct Inner {
-    ids: HashMap<Arc<Labels>, u32>,
+    ids: HashMap<SeriesLabels, u32>,
     slots: Vec<Option<Reduced>>,
     free: Vec<u32>,
     next_source: u32,
     /// Reduced series whose last source went away: staleness marker at the next flush.
-    ended: Vec<Arc<Labels>>,
+    ended: Vec<SeriesLabels>,
 }
 
 #[derive(Debug)]
 struct Reduced {
-    labels: Arc<Labels>,
+    labels: SeriesLabels,
     /// Contributions of sources that went away.
     base: f64,
     parts: Vec<Part>,
@@ -130,13 +130,13 @@ impl Reducer {
     /// The reduced series for a scraped series (`labels` after target labels and relabelling),
     /// registering `(source, slot)` as one of its parts. Called once per new series.
     pub fn intern(&self, source: u32, slot: u32, labels: &Labels) -> u32 {
-        let reduced = Arc::new(labels.drop_names(&self.config.drop_labels));
+        let reduced = SeriesLabels::new(&labels.drop_names(&self.config.drop_labels));
         let mut inner = self.lock();
         let id = match inner.ids.get(&reduced) {
             Some(&id) => id,
             None => {
                 let r = Reduced {
-                    labels: Arc::clone(&reduced),
+                    labels: reduced.clone(),
                     base: 0.0,
                     parts: Vec::new(),
                 };
@@ -222,7 +222,7 @@ impl Reducer {
             stats.series_in += r.parts.len();
             stats.series_out += 1;
             out.push(OutgoingSample {
-                labels: Arc::clone(&r.labels),
+                labels: r.labels.clone(),
                 timestamp_ms,
                 value: r.base + r.parts.iter().map(|p| p.acc).sum::<f64>(),
             });
@@ -246,7 +246,7 @@ impl Inner {
         });
         r.base += folded;
         if r.parts.is_empty() {
-            let labels = Arc::clone(&r.labels);
+            let labels = r.labels.clone();
             let had_data = r.base != 0.0 || folded != 0.0;
             self.slots[id as usize] = None;
             self.free.push(id);

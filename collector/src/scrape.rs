@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshfed_model::exposition::{self, Format};
-use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME, stale_nan};
-use meshfed_relay::encode::OutgoingSample;
+use meshfed_model::{LabelsBuilder, METRIC_NAME, stale_nan};
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels};
 
 use crate::config::ScrapeConfig;
 use crate::discovery::Target;
@@ -144,7 +144,7 @@ pub struct Scraper {
     target: Target,
     config: ScrapeConfig,
     cache: SeriesCache,
-    synthetic: [Arc<Labels>; 4],
+    synthetic: [SeriesLabels; 4],
 }
 
 /// Body buffers shared by all scrapers of the process: only scrapes in flight need one, so
@@ -187,7 +187,7 @@ impl Scraper {
                 b.set(k.as_str(), v.as_str());
             }
             b.set(METRIC_NAME, name);
-            Arc::new(b.build())
+            SeriesLabels::new(&b.build())
         };
         let synthetic = [
             synth("up"),
@@ -277,7 +277,7 @@ impl Scraper {
         let synth = [up, duration.as_secs_f64(), scraped as f64, added as f64];
         for (labels, value) in self.synthetic.iter().zip(synth) {
             samples.push(OutgoingSample {
-                labels: Arc::clone(labels),
+                labels: labels.clone(),
                 timestamp_ms,
                 value,
             });
@@ -343,9 +343,9 @@ impl Drop for Scraper {
 }
 
 /// Stamps `stale_nan()` samples for `labels` (helper for the cache).
-fn stale(labels: &Arc<Labels>, timestamp_ms: i64) -> OutgoingSample {
+fn stale(labels: &SeriesLabels, timestamp_ms: i64) -> OutgoingSample {
     OutgoingSample {
-        labels: Arc::clone(labels),
+        labels: labels.clone(),
         timestamp_ms,
         value: stale_nan(),
     }

@@ -122,11 +122,10 @@ impl StreamDecoder {
 mod tests {
     use super::*;
     use crate::encode::{OutgoingSample, StreamEncoder};
-    use std::sync::Arc;
 
     fn out(labels: &[(&str, &str)], v: f64) -> OutgoingSample {
         OutgoingSample {
-            labels: Arc::new(Labels::from_pairs(labels.iter().copied())),
+            labels: Labels::from_pairs(labels.iter().copied()).into(),
             timestamp_ms: 5,
             value: v,
         }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use meshfed_model::{Labels, LabelsBuilder};
-use meshfed_relay::encode::{OutgoingSample, StreamEncoder};
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels, StreamEncoder};
 use meshfed_relay::prompb;
 use meshfed_relay::proto::{CollectorMessage, collector_message};
 use meshfed_sim::{ManualClock, Mesh, SimConfig};
@@ -40,7 +40,7 @@ fn relay_bytes_per_sample_are_at_most_a_quarter_of_remote_write() {
     // One relay stream per cluster, as one collector per cluster keeps.
     let mut encoders: BTreeMap<String, StreamEncoder> = BTreeMap::new();
     let mut rw_pending: Vec<prompb::TimeSeries> = Vec::new();
-    let mut cache: HashMap<(String, Labels), Arc<Labels>> = HashMap::new();
+    let mut cache: HashMap<(String, Labels), SeriesLabels> = HashMap::new();
     for k in 0..SCRAPES {
         let at = k * INTERVAL_MS + 1;
         let ts = ManualClock::DEFAULT_BASE_UNIX_MS + at as i64;
@@ -52,7 +52,7 @@ fn relay_bytes_per_sample_are_at_most_a_quarter_of_remote_write() {
                 .map(|(l, v)| {
                     let labels = cache
                         .entry((pod.clone(), l.clone()))
-                        .or_insert_with(|| Arc::new(with_target_labels(&l, cluster, pod)))
+                        .or_insert_with(|| with_target_labels(&l, cluster, pod).into())
                         .clone();
                     OutgoingSample {
                         labels,
@@ -72,9 +72,9 @@ fn relay_bytes_per_sample_are_at_most_a_quarter_of_remote_write() {
                     labels: s
                         .labels
                         .iter()
-                        .map(|l| prompb::Label {
-                            name: l.name.clone(),
-                            value: l.value.clone(),
+                        .map(|(name, value)| prompb::Label {
+                            name: name.to_owned(),
+                            value: value.to_owned(),
                         })
                         .collect(),
                     samples: vec![prompb::Sample {

@@ -5,19 +5,17 @@
 //! `cargo run --release -p meshfed-tests --example relay_load -- stream ADDR COLLECTORS SECONDS SERIES`
 //! `cargo run --release -p meshfed-tests --example relay_load -- idle ADDR COLLECTORS SECONDS`
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use meshfed_model::Labels;
 use meshfed_relay::client::{RelayClient, RelayClientOptions};
-use meshfed_relay::encode::OutgoingSample;
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels};
 use tokio_util::sync::CancellationToken;
 
-fn series(collector: usize, n: usize) -> Vec<Arc<Labels>> {
+fn series(collector: usize, n: usize) -> Vec<SeriesLabels> {
     (0..n)
         .map(|i| {
-            Arc::new(Labels::from_pairs([
+            SeriesLabels::from_pairs([
                 ("__name__", "istio_requests_total".to_owned()),
                 ("reporter", "destination".to_owned()),
                 ("source_workload", format!("src-{}", i % 50)),
@@ -33,7 +31,7 @@ fn series(collector: usize, n: usize) -> Vec<Arc<Labels>> {
                 ("connection_security_policy", "mutual_tls".to_owned()),
                 ("pod", format!("pod-{collector}-{}", i / 500)),
                 ("series", i.to_string()),
-            ]))
+            ])
         })
         .collect()
 }
@@ -99,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 let batch = labels
                     .iter()
                     .map(|l| OutgoingSample {
-                        labels: Arc::clone(l),
+                        labels: l.clone(),
                         timestamp_ms: ts,
                         value,
                     })

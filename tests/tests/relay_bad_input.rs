@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
@@ -81,7 +80,7 @@ async fn malformed_sessions_are_refused_counted_and_harmless() {
     let (good, _) = RelayClient::spawn(options, stop.clone());
     let good_sample = |ts: i64| {
         vec![OutgoingSample {
-            labels: Arc::new(Labels::from_pairs([("__name__", "good_total")])),
+            labels: Labels::from_pairs([("__name__", "good_total")]).into(),
             timestamp_ms: ts,
             value: ts as f64,
         }]

@@ -77,7 +77,7 @@ fn samples(cluster_label: Option<&str>, name: &str, ts: i64) -> Vec<OutgoingSamp
         pairs.push(("cluster", c.to_owned()));
     }
     vec![OutgoingSample {
-        labels: Arc::new(Labels::from_pairs(pairs)),
+        labels: Labels::from_pairs(pairs).into(),
         timestamp_ms: ts,
         value: 1.0,
     }]

@@ -16,7 +16,7 @@ use super::texts::TextMap;
 
 use meshfed_model::exposition::{self, Format, MetricType, RawSample};
 use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME};
-use meshfed_relay::encode::OutgoingSample;
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels};
 
 use super::{ScrapeError, stale};
 use crate::config::ScrapeConfig;
@@ -43,7 +43,8 @@ struct TextEntry {
 }
 
 struct Slot {
-    labels: Option<Arc<Labels>>,
+    /// The final label set, packed: what the relay gets with every sample.
+    labels: Option<SeriesLabels>,
     version: u32,
     seen: u64,
     /// Present in the last successful scrape.
@@ -68,7 +69,7 @@ pub(super) struct SeriesCache {
     texts: TextMap<TextEntry>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_labels: HashMap<Arc<Labels>, u32, SeriesHasher>,
+    by_labels: HashMap<SeriesLabels, u32, SeriesHasher>,
     epoch: u64,
     last_ok: u64,
     last_len: usize,
@@ -204,7 +205,7 @@ impl SeriesCache {
         match (s.reduce, &s.labels) {
             (Some(id), _) => self.reduced.push((id, slot, value)),
             (None, Some(labels)) => out.push(OutgoingSample {
-                labels: Arc::clone(labels),
+                labels: labels.clone(),
                 timestamp_ms: raw.timestamp_ms.unwrap_or(timestamp_ms),
                 value,
             }),
@@ -222,9 +223,11 @@ impl SeriesCache {
             None => DROPPED,
             Some(labels) => {
                 self.check_limits(&labels)?;
-                match self.by_labels.get(&labels) {
+                // Only the packed form is kept; `labels` is dropped at the end of the miss.
+                let packed = SeriesLabels::new(&labels);
+                match self.by_labels.get(&packed) {
                     Some(&slot) => slot,
-                    None => self.new_slot(labels, raw),
+                    None => self.new_slot(&labels, packed, raw),
                 }
             }
         };
@@ -246,7 +249,7 @@ impl SeriesCache {
         Ok(slot)
     }
 
-    fn new_slot(&mut self, labels: Labels, raw: &RawSample<'_>) -> u32 {
+    fn new_slot(&mut self, full: &Labels, packed: SeriesLabels, raw: &RawSample<'_>) -> u32 {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -261,16 +264,16 @@ impl SeriesCache {
             }
         };
         let mut reduce = None;
-        let mut labels = Some(Arc::new(labels));
-        if let (Some((reducer, source)), Some(l)) = (&self.reducer, &labels) {
+        let mut labels = Some(packed);
+        if let Some((reducer, source)) = &self.reducer {
             if summable(raw.metric_type, raw.name) {
-                reduce = Some(reducer.intern(*source, idx, l));
+                reduce = Some(reducer.intern(*source, idx, full));
             } else if reducer.config().gauges == GaugePolicy::Drop {
                 labels = None;
             }
         }
         if let Some(l) = &labels {
-            self.by_labels.insert(Arc::clone(l), idx);
+            self.by_labels.insert(l.clone(), idx);
         }
         let s = &mut self.slots[idx as usize];
         s.labels = labels;

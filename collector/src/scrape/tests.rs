@@ -61,7 +61,7 @@ fn target_labels_clashes_timestamps_and_series_added() {
         ("pod", "p0"),
         ("x", "1"),
     ]);
-    assert_eq!(*a.labels, want);
+    assert_eq!(a.labels.to_labels(), want);
     assert_eq!(a.timestamp_ms, 10_000);
     assert_eq!(
         find(&out, "b")[0].timestamp_ms,
@@ -71,9 +71,9 @@ fn target_labels_clashes_timestamps_and_series_added() {
     assert_eq!(synth(&out, "up"), 1.0);
     assert_eq!(synth(&out, "scrape_samples_scraped"), 2.0);
     assert_eq!(synth(&out, "scrape_series_added"), 2.0);
-    // Cached: same Arc, nothing added.
+    // Cached: same packed labels, nothing added.
     let out2 = run(&mut s, body, 20_000);
-    assert!(Arc::ptr_eq(&find(&out2, "a")[0].labels, &a.labels));
+    assert!(SeriesLabels::ptr_eq(&find(&out2, "a")[0].labels, &a.labels));
     assert_eq!(synth(&out2, "scrape_series_added"), 0.0);
 }
 

@@ -77,6 +77,10 @@ impl<V> TextMap<V> {
         self.live_bytes = live;
         if self.arena.len() > 2 * live + (64 << 10) {
             self.compact();
+        } else if self.arena.capacity() > self.arena.len() + self.arena.len() / 8 + 4096 {
+            // The arena grew by doubling during the first scrapes; steady state adds nothing, so
+            // give back the spare room (up to half of the arena) once.
+            self.arena.shrink_to_fit();
         }
         if self.table.capacity() > 4 * self.table.len().max(1024) {
             self.table.shrink_to_fit(|k| k.hash);

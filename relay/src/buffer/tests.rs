@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use meshfed_model::Labels;
 
 use super::*;
@@ -7,7 +5,7 @@ use super::*;
 fn batch(n: usize) -> Vec<OutgoingSample> {
     (0..n)
         .map(|i| OutgoingSample {
-            labels: Arc::new(Labels::from_pairs([("__name__", format!("x{}", i % 3))])),
+            labels: Labels::from_pairs([("__name__", format!("x{}", i % 3))]).into(),
             timestamp_ms: i as i64,
             value: 1.0,
         })
