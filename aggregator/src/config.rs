@@ -3,6 +3,12 @@
 //! ```yaml
 //! relay_listen: 0.0.0.0:7070
 //! http_listen: 0.0.0.0:9090
+//! graph:
+//!   windows: [1m, 5m, 10m]
+//! health:
+//!   error_rate_failing_percent: 5
+//!   overrides:
+//!     - {service: payments/checkout, latency_p99_failing_ms: 800}
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -10,6 +16,7 @@ use std::path::{Path, PathBuf};
 use meshfed_relay::tls::TlsFiles;
 use serde::Deserialize;
 
+use crate::health::HealthPolicy;
 use crate::{Error, Result};
 
 /// The whole aggregator configuration.
@@ -38,6 +45,38 @@ pub struct AggregatorConfig {
     /// Samples per second one collector may send before it is slowed down (0: unlimited). The
     /// default is several times what a 300-pod cluster scraped every 5 s produces.
     pub max_samples_per_sec_per_collector: u64,
+    /// The service graph.
+    pub graph: GraphConfig,
+    /// Health thresholds and hysteresis.
+    pub health: HealthPolicy,
+}
+
+/// How the service graph is kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Rate windows kept up to date (PromQL durations).
+    pub windows: Vec<String>,
+    /// How often the snapshots and derived series are refreshed.
+    pub refresh_ms: u64,
+    /// How often health is evaluated.
+    pub health_interval_ms: u64,
+    /// Write `traces_service_graph_*` and `meshfed_service_health` into the store.
+    pub derived_series: bool,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            windows: crate::graph::DEFAULT_WINDOWS
+                .iter()
+                .map(|w| (*w).to_owned())
+                .collect(),
+            refresh_ms: 5_000,
+            health_interval_ms: 1_000,
+            derived_series: true,
+        }
+    }
 }
 
 impl Default for AggregatorConfig {
@@ -52,6 +91,8 @@ impl Default for AggregatorConfig {
             retention_days: 15.0,
             max_series_per_collector: 4_000_000,
             max_samples_per_sec_per_collector: 500_000,
+            graph: GraphConfig::default(),
+            health: HealthPolicy::default(),
         }
     }
 }
@@ -78,6 +119,15 @@ impl AggregatorConfig {
                     .into(),
             );
         }
-        Ok(())
+        for w in &self.graph.windows {
+            crate::graph::parse_window(w).map_err(|e| format!("graph.windows: {e}"))?;
+        }
+        if self.graph.windows.is_empty() {
+            return Err("graph.windows must name at least one window".into());
+        }
+        if self.graph.refresh_ms == 0 || self.graph.health_interval_ms == 0 {
+            return Err("graph.refresh_ms and graph.health_interval_ms must be positive".into());
+        }
+        self.health.validate()
     }
 }

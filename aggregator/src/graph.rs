@@ -1,187 +1,125 @@
-//! The cross-cluster service graph: workloads per cluster and namespace as nodes, request edges
-//! with rate, error percentage and p95 latency over a window.
+//! The cross-cluster service graph, maintained while ingesting.
 //!
-//! This version evaluates PromQL over the stored Istio series on each request, with the same
-//! queries Kiali issues. Edges come from destination-reported series; source-reported series add
-//! only the edges no destination reported (calls leaving the mesh). Istio reports
-//! `destination_cluster="unknown"` when the peer's metadata is missing; such calls are attributed
-//! to the source's cluster.
+//! - [`istio`]: which Istio series feed which edge, from which reporter.
+//! - [`table`]: the edge table: tracked series with their recent samples, updated per batch.
+//! - [`stats`]: an edge's figures over one window, and how edges merge.
+//! - [`view`]: graph types (workload, app, versionedApp, service), filters, the JSON shape.
+//! - [`nodegraph`] and [`dot`]: Grafana Node Graph frames and Graphviz output.
+//! - [`derived`]: the `traces_service_graph_*` series Grafana's service-graph view reads.
+//! - [`health_input`]: what the health model takes from the table.
+//!
+//! [`GraphService`] ties them together: it owns the table and refreshes one snapshot per
+//! configured window in the background, so a request only filters and serialises.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod derived;
+pub mod dot;
+pub mod health_input;
+pub mod istio;
+pub mod nodegraph;
+pub mod stats;
+pub mod table;
+pub mod view;
 
-use meshfed_model::Labels;
-use meshfed_query::{Engine, Value};
-use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Request parameters.
-#[derive(Clone, Debug)]
-pub struct GraphQuery {
-    /// Evaluation time.
-    pub at_ms: i64,
-    /// Rate window as a PromQL duration, e.g. `1m`.
-    pub window: String,
-    /// Only edges touching these clusters (all when empty).
-    pub clusters: Vec<String>,
-    /// Only edges touching these namespaces (all when empty).
-    pub namespaces: Vec<String>,
+use parking_lot::RwLock;
+
+pub use table::{EdgeTable, WindowSnapshot};
+pub use view::{Edge, Graph, GraphQuery, GraphType, Node};
+
+/// Windows the graph keeps rates for unless configured otherwise.
+pub const DEFAULT_WINDOWS: [&str; 3] = ["1m", "5m", "10m"];
+
+/// The edge table plus the latest snapshot per window.
+pub struct GraphService {
+    /// The table fed by the relay sink.
+    pub table: Arc<EdgeTable>,
+    windows: BTreeMap<String, i64>,
+    snapshots: RwLock<BTreeMap<i64, Arc<WindowSnapshot>>>,
 }
 
-/// A workload in one cluster and namespace.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Node {
-    /// `cluster/namespace/workload`.
-    pub id: String,
-    /// Cluster name.
-    pub cluster: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Workload name (`unknown` for callers outside the mesh).
-    pub workload: String,
-}
+impl GraphService {
+    /// A service keeping the given windows (PromQL durations such as `1m`).
+    pub fn new(windows: &[String]) -> Result<Self, String> {
+        let mut parsed = BTreeMap::new();
+        for w in windows {
+            parsed.insert(w.clone(), parse_window(w)?);
+        }
+        let max = parsed.values().copied().max().unwrap_or(600_000);
+        Ok(Self {
+            table: Arc::new(EdgeTable::new(max)),
+            windows: parsed,
+            snapshots: RwLock::new(BTreeMap::new()),
+        })
+    }
 
-/// Traffic from one workload to another.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Edge {
-    /// Source node id.
-    pub source: String,
-    /// Target node id.
-    pub target: String,
-    /// Requests per second.
-    pub request_rate: f64,
-    /// Share of requests answered 5xx, in percent.
-    pub error_rate_percent: f64,
-    /// 95th percentile request duration in milliseconds (`null` without histogram data).
-    pub p95_latency_ms: Option<f64>,
-    /// Whether source and target are in different clusters.
-    pub cross_cluster: bool,
-}
+    /// Window name → length in ms.
+    pub fn windows(&self) -> &BTreeMap<String, i64> {
+        &self.windows
+    }
 
-/// The graph at one instant.
-#[derive(Clone, Debug, Serialize)]
-pub struct Graph {
-    /// Evaluation time, seconds since the epoch.
-    pub timestamp: f64,
-    /// The rate window used.
-    pub window: String,
-    /// Every cluster appearing in the graph (not `unknown`, which marks callers outside the mesh).
-    pub clusters: Vec<String>,
-    /// Nodes, sorted by id.
-    pub nodes: Vec<Node>,
-    /// Edges, sorted by source then target.
-    pub edges: Vec<Edge>,
-}
-
-const EDGE_LABELS: &str = "source_cluster, source_workload_namespace, source_workload, \
-                           destination_cluster, destination_workload_namespace, destination_workload";
-
-#[derive(Default)]
-struct EdgeAcc {
-    total: f64,
-    errors: f64,
-    p95: Option<f64>,
-}
-
-/// Builds the graph. Query errors (a malformed window) are returned as the engine reports them.
-pub fn build(engine: &Engine, q: &GraphQuery) -> Result<Graph, meshfed_query::QueryError> {
-    let mut edges: BTreeMap<(Node, Node), EdgeAcc> = BTreeMap::new();
-    for reporter in ["destination", "source"] {
-        let query = format!(
-            "sum by ({EDGE_LABELS}, response_code) (rate(istio_requests_total{{reporter=\"{reporter}\"}}[{}]))",
-            q.window
-        );
-        let mut seen_here = BTreeSet::new();
-        for (labels, rate) in vector(engine.query_instant(&query, q.at_ms)?) {
-            let key = edge_key(&labels);
-            if reporter == "source" && edges.contains_key(&key) && !seen_here.contains(&key) {
-                continue; // Already reported by the destination.
-            }
-            seen_here.insert(key.clone());
-            let acc = edges.entry(key).or_default();
-            acc.total += rate;
-            if labels.get("response_code").is_some_and(|c| c.starts_with('5')) {
-                acc.errors += rate;
-            }
+    /// Recomputes every window's snapshot at `now_ms` and forgets expired series.
+    pub fn refresh(&self, now_ms: i64) {
+        self.table.expire();
+        for &w in self.windows.values() {
+            let snap = Arc::new(self.table.compute(now_ms, w, true));
+            self.snapshots.write().insert(w, snap);
         }
     }
-    let p95 = format!(
-        "histogram_quantile(0.95, sum by ({EDGE_LABELS}, le) \
-         (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[{}])))",
-        q.window
-    );
-    for (labels, v) in vector(engine.query_instant(&p95, q.at_ms)?) {
-        if let Some(acc) = edges.get_mut(&edge_key(&labels)) {
-            acc.p95 = v.is_finite().then_some(v);
+
+    /// The snapshot of window `window_ms`: the latest background one, or computed now at `at_ms`
+    /// when a time is given (exact, but only inside the table's retention).
+    pub fn snapshot(&self, window_ms: i64, at_ms: Option<i64>) -> Arc<WindowSnapshot> {
+        let cached = self.snapshots.read().get(&window_ms).cloned();
+        match (cached, at_ms) {
+            (Some(s), None) => s,
+            (_, t) => Arc::new(
+                self.table
+                    .compute(t.unwrap_or_else(crate::http::now_ms), window_ms, true),
+            ),
         }
     }
-    let keep = |n: &Node| {
-        (q.clusters.is_empty() || q.clusters.contains(&n.cluster))
-            && (q.namespaces.is_empty() || q.namespaces.contains(&n.namespace))
+}
+
+impl GraphService {
+    /// The graph over `window` (one of [`GraphService::windows`]) at `at_ms` (default: the
+    /// latest snapshot).
+    pub fn graph(&self, window: &str, at_ms: Option<i64>, q: &GraphQuery) -> Result<Graph, String> {
+        let Some(&window_ms) = self.windows.get(window) else {
+            let known: Vec<&str> = self.windows.keys().map(String::as_str).collect();
+            return Err(format!(
+                "invalid window {window:?}: the graph keeps {}",
+                known.join(", ")
+            ));
+        };
+        let snap = self.snapshot(window_ms, at_ms);
+        Ok(view::build(&snap, window, q, &self.table.workload_services()))
+    }
+
+    /// The shortest window kept.
+    pub fn shortest_window(&self) -> &str {
+        self.windows
+            .iter()
+            .min_by_key(|(_, ms)| **ms)
+            .map_or("1m", |(n, _)| n.as_str())
+    }
+}
+
+/// Parses a window such as `30s`, `1m`, `10m`, `1h` into ms.
+pub fn parse_window(w: &str) -> Result<i64, String> {
+    let bad = || format!("invalid window {w:?}: expected a duration such as 1m, 5m or 10m");
+    let split = w.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = w.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
     };
-    let mut nodes = BTreeSet::new();
-    let mut out = Vec::new();
-    for ((src, dst), acc) in edges {
-        if !(keep(&src) || keep(&dst)) || acc.total <= 0.0 {
-            continue;
-        }
-        out.push(Edge {
-            source: src.id.clone(),
-            target: dst.id.clone(),
-            request_rate: acc.total,
-            error_rate_percent: 100.0 * acc.errors / acc.total,
-            p95_latency_ms: acc.p95,
-            cross_cluster: src.cluster != dst.cluster,
-        });
-        nodes.insert(src);
-        nodes.insert(dst);
+    if n <= 0 {
+        return Err(bad());
     }
-    // Callers from outside the mesh carry `source_cluster="unknown"`: a node, not a cluster.
-    let clusters: BTreeSet<String> = nodes
-        .iter()
-        .filter(|n| n.cluster != "unknown")
-        .map(|n| n.cluster.clone())
-        .collect();
-    Ok(Graph {
-        timestamp: q.at_ms as f64 / 1000.0,
-        window: q.window.clone(),
-        clusters: clusters.into_iter().collect(),
-        nodes: nodes.into_iter().collect(),
-        edges: out,
-    })
-}
-
-fn vector(v: Value) -> Vec<(Labels, f64)> {
-    match v {
-        Value::Vector { samples, .. } => samples,
-        _ => Vec::new(),
-    }
-}
-
-fn node(cluster: &str, namespace: &str, workload: &str) -> Node {
-    Node {
-        id: format!("{cluster}/{namespace}/{workload}"),
-        cluster: cluster.to_owned(),
-        namespace: namespace.to_owned(),
-        workload: workload.to_owned(),
-    }
-}
-
-fn edge_key(l: &Labels) -> (Node, Node) {
-    let get = |k: &str| l.get(k).unwrap_or("unknown");
-    let src_cluster = get("source_cluster");
-    let mut dst_cluster = get("destination_cluster");
-    if dst_cluster == "unknown" {
-        dst_cluster = src_cluster;
-    }
-    (
-        node(
-            src_cluster,
-            get("source_workload_namespace"),
-            get("source_workload"),
-        ),
-        node(
-            dst_cluster,
-            get("destination_workload_namespace"),
-            get("destination_workload"),
-        ),
-    )
+    Ok(n * ms)
 }

@@ -1,20 +1,19 @@
-//! The aggregator's HTTP router: the Prometheus API (from `meshfed-query`), the service graph,
+//! The aggregator's HTTP router: the Prometheus API (from `meshfed-query`), the service graph
+//! and health ([`crate::graph_http`]),
 //! self-metrics and health endpoints.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use meshfed_query::Engine;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::graph::{self, GraphQuery};
 use crate::ingest::StoreIngest;
 
 /// Shared state of the HTTP handlers.
@@ -28,6 +27,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Gauges refreshed when `/metrics` is scraped.
     pub gauges: SelfGauges,
+    /// The service graph and health.
+    pub graph: crate::graph_http::GraphState,
 }
 
 /// Gauges read from live state at scrape time.
@@ -61,57 +62,16 @@ impl SelfGauges {
 /// The full router.
 pub fn router(state: AppState) -> Router {
     let own = Router::new()
-        .route("/api/v1/graph", get(graph_handler))
         .route("/metrics", get(metrics_handler))
         .route("/-/healthy", get(|| async { "Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .with_state(state.clone());
-    own.merge(meshfed_query::router(Arc::clone(&state.engine)))
+    own.merge(crate::graph_http::routes(state.graph.clone()))
+        .merge(meshfed_query::router(Arc::clone(&state.engine)))
 }
 
-#[derive(Deserialize)]
-struct GraphParams {
-    time: Option<f64>,
-    window: Option<String>,
-    clusters: Option<String>,
-    namespaces: Option<String>,
-}
-
-fn split_list(s: Option<String>) -> Vec<String> {
-    s.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-async fn graph_handler(State(state): State<AppState>, Query(p): Query<GraphParams>) -> Response {
-    let at_ms = p.time.map_or_else(now_ms, |t| (t * 1000.0) as i64);
-    let q = GraphQuery {
-        at_ms,
-        window: p.window.unwrap_or_else(|| "1m".into()),
-        clusters: split_list(p.clusters),
-        namespaces: split_list(p.namespaces),
-    };
-    if !q.window.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_data",
-            format!("invalid window {:?}", q.window),
-        );
-    }
-    let engine = Arc::clone(&state.engine);
-    match tokio::task::spawn_blocking(move || graph::build(&engine, &q)).await {
-        Ok(Ok(g)) => axum::Json(json!({"status": "success", "data": g})).into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "bad_data", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
-}
-
-fn error(status: StatusCode, kind: &str, msg: String) -> Response {
+/// A Prometheus-style error response.
+pub fn error(status: StatusCode, kind: &str, msg: String) -> Response {
     (
         status,
         axum::Json(json!({"status": "error", "errorType": kind, "error": msg})),

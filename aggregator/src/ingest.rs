@@ -7,6 +7,8 @@ use meshfed_model::Labels;
 use meshfed_relay::decode::ResolvedSample;
 use meshfed_relay::server::Ingest;
 use meshfed_store::{SeriesRef, Store};
+
+use crate::graph::EdgeTable;
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,16 +17,18 @@ use prometheus_client::registry::Registry;
 /// Stores relay batches and remembers connected collectors.
 pub struct StoreIngest {
     store: Arc<Store>,
+    graph: Arc<EdgeTable>,
     sessions: Mutex<BTreeMap<String, usize>>,
     refused: Family<Vec<(String, String)>, Counter>,
     appended: Counter,
 }
 
 impl StoreIngest {
-    /// A sink writing into `store`.
-    pub fn new(store: Arc<Store>) -> Self {
+    /// A sink writing into `store` and feeding the service graph's edge table.
+    pub fn new(store: Arc<Store>, graph: Arc<EdgeTable>) -> Self {
         Self {
             store,
+            graph,
             sessions: Mutex::new(BTreeMap::new()),
             refused: Family::default(),
             appended: Counter::default(),
@@ -54,16 +58,20 @@ impl StoreIngest {
 
 impl Ingest for StoreIngest {
     fn register_series(&self, labels: &Labels) -> u64 {
-        self.store.get_or_create(labels).0
+        let r = self.store.get_or_create(labels).0;
+        self.graph.observe_series(r, labels);
+        r
     }
 
-    fn append(&self, _cluster: &str, samples: &[ResolvedSample]) -> Result<(), String> {
+    fn append(&self, cluster: &str, samples: &[ResolvedSample]) -> Result<(), String> {
         // One allocation per batch, not per sample; no lock shared between streams.
         let batch: Vec<_> = samples.iter().map(|&(r, t, v)| (SeriesRef(r), t, v)).collect();
         let stats = self.store.append_batch(&batch);
         // Acknowledge only what is durable: this waits for the WAL's (shared) fsync.
         self.store.commit().map_err(|e| e.to_string())?;
         self.appended.inc_by(stats.appended);
+        // After the commit: the graph never shows what a crash could take back.
+        self.graph.append(cluster, samples);
         let refused = [
             ("out_of_order", stats.out_of_order),
             ("duplicate", stats.duplicate),

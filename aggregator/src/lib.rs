@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod graph;
+pub mod graph_http;
+pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod server;

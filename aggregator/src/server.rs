@@ -17,10 +17,17 @@ use std::time::Duration;
 use meshfed_relay::tls::TlsReloader;
 use meshfed_relay::tls::server::{build_server_config, tls_incoming};
 
-use crate::config::AggregatorConfig;
+use crate::config::{AggregatorConfig, GraphConfig};
+use crate::graph::GraphService;
+use crate::graph::derived::{SeriesWriter, ServiceGraphCounters};
+use crate::graph_http::GraphState;
+use crate::health::HealthModel;
 use crate::http::{AppState, SelfGauges, router};
 use crate::ingest::StoreIngest;
 use crate::{Error, Result};
+
+/// How long HTTP responses in flight may take to finish after shutdown starts.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A running aggregator.
 pub struct Aggregator {
@@ -34,6 +41,10 @@ pub struct Aggregator {
     pub engine: Arc<Engine>,
     /// The relay sink (connected clusters).
     pub ingest: Arc<StoreIngest>,
+    /// The service graph.
+    pub graph: Arc<GraphService>,
+    /// Service health.
+    pub health: Arc<HealthModel>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -42,7 +53,18 @@ impl Aggregator {
     pub async fn start(config: &AggregatorConfig, shutdown: CancellationToken) -> Result<Self> {
         let store = Arc::new(open_store(config)?);
         let engine = Arc::new(Engine::new(Arc::clone(&store), EngineOptions::default()));
-        let ingest = Arc::new(StoreIngest::new(Arc::clone(&store)));
+        config.validate().map_err(|reason| Error::Config {
+            path: "aggregator config".into(),
+            reason,
+        })?;
+        let graph = Arc::new(
+            GraphService::new(&config.graph.windows).map_err(|reason| Error::Config {
+                path: "graph.windows".into(),
+                reason,
+            })?,
+        );
+        let health = Arc::new(HealthModel::new(config.health.clone()));
+        let ingest = Arc::new(StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table)));
         let relay_metrics = RelayServerMetrics::default();
         let gauges = SelfGauges::default();
         let mut registry = Registry::default();
@@ -63,10 +85,6 @@ impl Aggregator {
         let relay_addr = local_addr(&relay_listener, &config.relay_listen)?;
         let http_addr = local_addr(&http_listener, &config.http_listen)?;
 
-        config.validate().map_err(|reason| Error::Config {
-            path: "aggregator config".into(),
-            reason,
-        })?;
         let service = RelayService::new(Arc::clone(&ingest), relay_metrics.clone(), config.tls.is_some())
             .with_limits(SessionLimits {
                 max_series: config.max_series_per_collector,
@@ -127,18 +145,44 @@ impl Aggregator {
             ingest: Arc::clone(&ingest),
             registry: Arc::new(registry),
             gauges,
+            graph: GraphState {
+                graph: Arc::clone(&graph),
+                health: Arc::clone(&health),
+                refresh_ms: config.graph.refresh_ms as i64,
+                shutdown: shutdown.clone(),
+            },
         };
         let app = router(state);
         let stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
-            let result = axum::serve(http_listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = result {
-                tracing::error!(error = %e, "HTTP server failed.");
+            let serve =
+                axum::serve(http_listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+            // Graceful shutdown waits for open responses; a client that stops reading an event
+            // stream must not keep the process alive.
+            let deadline = async {
+                stop.cancelled().await;
+                tokio::time::sleep(HTTP_SHUTDOWN_GRACE).await;
+            };
+            tokio::select! {
+                result = serve => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "HTTP server failed.");
+                    }
+                }
+                () = deadline => warn!("HTTP connections still open after the shutdown grace period; closing them."),
             }
         });
         let mut tasks = vec![relay_task, http_task];
+        tasks.push(spawn_graph_upkeep(
+            Arc::clone(&graph),
+            Arc::clone(&health),
+            config
+                .graph
+                .derived_series
+                .then(|| SeriesWriter::new(Arc::clone(&store))),
+            &config.graph,
+            shutdown.clone(),
+        ));
         if config.data_dir.is_some() {
             tasks.push(spawn_maintenance(Arc::clone(&store), shutdown.clone()));
         }
@@ -149,6 +193,8 @@ impl Aggregator {
             store,
             engine,
             ingest,
+            graph,
+            health,
             tasks,
         })
     }
@@ -225,6 +271,52 @@ fn spawn_maintenance(store: Arc<Store>, shutdown: CancellationToken) -> JoinHand
     })
 }
 
+/// Keeps the graph current: refreshes the window snapshots and writes the derived series every
+/// `refresh_ms`, evaluates health every `health_interval_ms`.
+fn spawn_graph_upkeep(
+    graph: Arc<GraphService>,
+    health: Arc<HealthModel>,
+    mut writer: Option<SeriesWriter>,
+    config: &GraphConfig,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let mut refresh = tokio::time::interval(Duration::from_millis(config.refresh_ms));
+    let mut evaluate = tokio::time::interval(Duration::from_millis(config.health_interval_ms));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::spawn(async move {
+        let mut counters = ServiceGraphCounters::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = evaluate.tick() => {
+                    evaluate_health(&graph, &health);
+                }
+                _ = refresh.tick() => {
+                    let g = Arc::clone(&graph);
+                    let now = crate::http::now_ms();
+                    let increments = match tokio::task::spawn_blocking(move || {
+                        g.refresh(now);
+                        g.table.take_increments()
+                    }).await {
+                        Ok(i) => i,
+                        Err(e) => {
+                            warn!(error = %e, "Graph refresh panicked.");
+                            continue;
+                        }
+                    };
+                    if let Some(w) = writer.as_mut() {
+                        counters.add(&increments);
+                        let mut samples = counters.samples();
+                        samples.extend(health.series());
+                        w.write(now, samples);
+                    }
+                }
+            }
+        }
+    })
+}
+
 fn local_addr(l: &TcpListener, addr: &str) -> Result<SocketAddr> {
     l.local_addr().map_err(|source| Error::Listen {
         addr: addr.to_owned(),
@@ -237,4 +329,22 @@ pub async fn run(config: AggregatorConfig, shutdown: CancellationToken) -> Resul
     let agg = Aggregator::start(&config, shutdown).await?;
     agg.join().await;
     Ok(())
+}
+
+impl Aggregator {
+    /// Evaluates health now (the background task does this every `health_interval_ms`).
+    pub fn evaluate_health(&self) -> Vec<crate::health::Transition> {
+        evaluate_health(&self.graph, &self.health)
+    }
+}
+
+fn evaluate_health(graph: &GraphService, health: &HealthModel) -> Vec<crate::health::Transition> {
+    let now = crate::http::now_ms();
+    let ages = graph
+        .table
+        .cluster_last_seen()
+        .into_iter()
+        .map(|(c, t)| (c, now - t))
+        .collect();
+    health.evaluate(&graph.table, now, &ages)
 }

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use meshfed_aggregator::Aggregator;
-use meshfed_aggregator::graph::{self, GraphQuery};
+use meshfed_aggregator::graph::GraphQuery;
 
 /// Remembers the previous sample count to print a rate.
 pub struct Summary {
@@ -32,31 +32,29 @@ impl Summary {
         };
         self.last = Some((now, stats.samples));
         let connected = aggregator.ingest.connected_clusters().len();
-        let q = GraphQuery {
-            at_ms: meshfed_aggregator::http::now_ms(),
-            window: "1m".into(),
-            clusters: Vec::new(),
-            namespaces: Vec::new(),
-        };
-        let edges = match graph::build(&aggregator.engine, &q) {
-            Ok(g) => {
-                let cross = g.edges.iter().filter(|e| e.cross_cluster).count();
-                let worst = g
-                    .edges
-                    .iter()
-                    .filter(|e| e.error_rate_percent >= 1.0)
-                    .max_by(|a, b| a.error_rate_percent.total_cmp(&b.error_rate_percent))
-                    .map(|e| {
-                        format!(
-                            " | worst {} -> {} {:.1}% 5xx",
-                            e.source, e.target, e.error_rate_percent
-                        )
-                    })
-                    .unwrap_or_default();
-                format!("edges {} ({cross} cross-cluster){worst}", g.edges.len())
-            }
-            Err(e) => format!("graph error: {e}"),
-        };
+        let edges =
+            match aggregator
+                .graph
+                .graph(aggregator.graph.shortest_window(), None, &GraphQuery::default())
+            {
+                Ok(g) => {
+                    let cross = g.edges.iter().filter(|e| e.cross_cluster).count();
+                    let worst = g
+                        .edges
+                        .iter()
+                        .filter(|e| e.error_rate_percent >= 1.0)
+                        .max_by(|a, b| a.error_rate_percent.total_cmp(&b.error_rate_percent))
+                        .map(|e| {
+                            format!(
+                                " | worst {} -> {} {:.1}% 5xx",
+                                e.source, e.target, e.error_rate_percent
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!("edges {} ({cross} cross-cluster){worst}", g.edges.len())
+                }
+                Err(e) => format!("graph error: {e}"),
+            };
         format!(
             "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges}",
             self.started.elapsed().as_secs(),

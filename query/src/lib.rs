@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 mod functions;
 pub mod http;
+pub mod kernels;
 pub mod sql;
 pub mod value;
 

@@ -111,6 +111,16 @@ impl SteppedMesh {
         Ok(())
     }
 
+    /// Scrapes at every `step_ms` from `from_ms` through `to_ms`, then waits for the relay to drain.
+    pub async fn run_until(&mut self, from_ms: u64, to_ms: u64, step_ms: u64) -> anyhow::Result<()> {
+        let mut t = from_ms;
+        while t <= to_ms {
+            self.scrape_at(t).await?;
+            t += step_ms;
+        }
+        self.flush().await
+    }
+
     /// Waits until the aggregator acknowledged everything sent so far.
     pub async fn flush(&self) -> anyhow::Result<()> {
         for _ in 0..500 {

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use meshfed_aggregator::graph::{self, GraphQuery};
+use meshfed_aggregator::graph::GraphQuery;
 use meshfed_sim::{Fault, FaultRequest, SimConfig};
 use meshfed_tests::SteppedMesh;
 
@@ -21,12 +21,7 @@ fn config() -> SimConfig {
 }
 
 async fn run_until(mesh: &mut SteppedMesh, from_ms: u64, to_ms: u64) {
-    let mut t = from_ms;
-    while t <= to_ms {
-        mesh.scrape_at(t).await.expect("scrape");
-        t += STEP_MS;
-    }
-    mesh.flush().await.expect("flush");
+    mesh.run_until(from_ms, to_ms, STEP_MS).await.expect("run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,13 +87,12 @@ async fn error_fault_shows_in_graph_edge_error_rate() {
         })
         .expect("inject");
     run_until(&mut mesh, 0, 150_000).await;
-    let q = GraphQuery {
-        at_ms: mesh.unix_ms(150_000),
-        window: "1m".into(),
-        clusters: Vec::new(),
-        namespaces: Vec::new(),
-    };
-    let g = graph::build(&mesh.aggregator.engine, &q).expect("graph");
+    let at = mesh.unix_ms(150_000);
+    let g = mesh
+        .aggregator
+        .graph
+        .graph("1m", Some(at), &GraphQuery::default())
+        .expect("graph");
     let into_faulty: Vec<_> = g
         .edges
         .iter()

@@ -1,10 +1,10 @@
 //! PromQL function calls, dispatched by name.
 
-mod histogram;
+pub(crate) mod histogram;
 mod labels;
 pub(crate) mod math;
 mod over_time;
-mod rate;
+pub(crate) mod rate;
 pub(crate) mod stats;
 
 use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME, MatchOp};

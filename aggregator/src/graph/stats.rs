@@ -1,0 +1,104 @@
+//! Per-edge figures over one rate window, and how they add up when edges are merged.
+
+use crate::graph::istio::{CodeClass, Name};
+
+/// Rates of one edge over one window, all per second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EdgeStats {
+    /// Requests (primary reporter).
+    pub requests: f64,
+    /// Requests by response class, indexed by [`CodeClass`].
+    pub by_class: [f64; CodeClass::COUNT],
+    /// Failed requests: 5xx, no response, or a non-OK gRPC status.
+    pub errors: f64,
+    /// Requests the destination reported (the base of the mTLS share).
+    pub destination_requests: f64,
+    /// Of those, over mutual TLS.
+    pub destination_mtls: f64,
+    /// Duration histogram: `(le, rate)` sorted by `le`, milliseconds.
+    pub duration_buckets: Vec<(f64, f64)>,
+    /// Sum of request durations, milliseconds.
+    pub duration_sum_ms: f64,
+    /// Request body bytes.
+    pub request_bytes: f64,
+    /// Response body bytes.
+    pub response_bytes: f64,
+    /// TCP bytes client → server.
+    pub tcp_received_bytes: f64,
+    /// TCP bytes server → client.
+    pub tcp_sent_bytes: f64,
+    /// TCP connections opened.
+    pub tcp_opened: f64,
+    /// Requests by Envoy response flags (only flags other than `-`).
+    pub flags: Vec<(Name, f64)>,
+}
+
+impl EdgeStats {
+    /// Adds `other` into `self` (edges merged into one graph edge).
+    pub fn merge(&mut self, other: &EdgeStats) {
+        self.requests += other.requests;
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.errors += other.errors;
+        self.destination_requests += other.destination_requests;
+        self.destination_mtls += other.destination_mtls;
+        for &(le, r) in &other.duration_buckets {
+            self.add_bucket(le, r);
+        }
+        self.duration_sum_ms += other.duration_sum_ms;
+        self.request_bytes += other.request_bytes;
+        self.response_bytes += other.response_bytes;
+        self.tcp_received_bytes += other.tcp_received_bytes;
+        self.tcp_sent_bytes += other.tcp_sent_bytes;
+        self.tcp_opened += other.tcp_opened;
+        for (f, r) in &other.flags {
+            self.add_flag(f, *r);
+        }
+    }
+
+    /// Adds a bucket rate, keeping buckets sorted by bound.
+    pub fn add_bucket(&mut self, le: f64, rate: f64) {
+        match self.duration_buckets.binary_search_by(|b| b.0.total_cmp(&le)) {
+            Ok(i) => self.duration_buckets[i].1 += rate,
+            Err(i) => self.duration_buckets.insert(i, (le, rate)),
+        }
+    }
+
+    /// Adds requests with a response flag.
+    pub fn add_flag(&mut self, flag: &Name, rate: f64) {
+        match self.flags.iter_mut().find(|(f, _)| f == flag) {
+            Some((_, r)) => *r += rate,
+            None => self.flags.push((flag.clone(), rate)),
+        }
+    }
+
+    /// Share of failed requests in percent (0 without requests).
+    pub fn error_percent(&self) -> f64 {
+        if self.requests > 0.0 {
+            100.0 * self.errors / self.requests
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of destination-reported requests over mutual TLS, in percent (`None` without any).
+    pub fn mtls_percent(&self) -> Option<f64> {
+        (self.destination_requests > 0.0).then(|| 100.0 * self.destination_mtls / self.destination_requests)
+    }
+
+    /// Latency quantile in milliseconds, as `histogram_quantile` computes it (`None` without data).
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        if self.duration_buckets.is_empty() {
+            return None;
+        }
+        let mut buckets = self.duration_buckets.clone();
+        let v = meshfed_query::kernels::bucket_quantile(q, &mut buckets);
+        v.is_finite().then_some(v)
+    }
+
+    /// Whether anything flowed over the window.
+    pub fn is_active(&self) -> bool {
+        self.requests > 0.0 || self.tcp_received_bytes + self.tcp_sent_bytes + self.tcp_opened > 0.0
+    }
+}

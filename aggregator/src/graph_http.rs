@@ -1,0 +1,204 @@
+//! HTTP handlers of the service graph and health:
+//!
+//! - `GET /api/v1/graph`: JSON (`format=dot` for Graphviz); parameters `window` (one of the
+//!   configured windows, default the shortest), `graphType` (`workload`, `app`, `versionedApp`,
+//!   `service`), `clusters`, `namespaces` (comma-separated), `idle=true`, `time` (seconds; default
+//!   the latest snapshot).
+//! - `GET /api/v1/graph/nodegraph`: Grafana Node Graph frames; also served at
+//!   `…/nodegraph/api/graph/{fields,data}` and `…/nodegraph/api/health` for the Node Graph API
+//!   datasource plugin.
+//! - `GET /api/v1/health`: every service's state.
+//! - `GET /api/v1/stream`: server-sent events: `health` (each transition) and, with `edges=true`,
+//!   `edges` (the graph's edges at every refresh).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::graph::{self, GraphQuery, GraphService, GraphType, nodegraph};
+use crate::health::HealthModel;
+use crate::http::error;
+
+/// What the graph handlers need.
+#[derive(Clone)]
+pub struct GraphState {
+    /// Graph snapshots.
+    pub graph: Arc<GraphService>,
+    /// Health.
+    pub health: Arc<HealthModel>,
+    /// Snapshot refresh period (the edge stream sends at this pace).
+    pub refresh_ms: i64,
+    /// Ends event streams at shutdown (graceful shutdown waits for open responses).
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// The graph and health routes.
+pub fn routes(state: GraphState) -> Router {
+    Router::new()
+        .route("/api/v1/graph", get(graph_json))
+        .route("/api/v1/graph/nodegraph", get(nodegraph_frames))
+        .route("/api/v1/graph/nodegraph/api/graph/fields", get(nodegraph_fields))
+        .route("/api/v1/graph/nodegraph/api/graph/data", get(nodegraph_data))
+        .route("/api/v1/graph/nodegraph/api/health", get(|| async { "OK" }))
+        .route("/api/v1/health", get(health_rows))
+        .route("/api/v1/stream", get(stream))
+        .with_state(state)
+}
+
+/// Query parameters of the graph endpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphParams {
+    time: Option<f64>,
+    window: Option<String>,
+    graph_type: Option<String>,
+    clusters: Option<String>,
+    namespaces: Option<String>,
+    idle: Option<bool>,
+    format: Option<String>,
+    edges: Option<bool>,
+}
+
+fn split_list(s: Option<&String>) -> Vec<String> {
+    s.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Builds the graph a request asks for, or why not (a `bad_data` error).
+fn build(state: &GraphState, p: &GraphParams) -> Result<graph::Graph, String> {
+    let window = p
+        .window
+        .as_deref()
+        .unwrap_or_else(|| state.graph.shortest_window())
+        .to_owned();
+    let graph_type = match &p.graph_type {
+        None => GraphType::Workload,
+        Some(t) => GraphType::parse(t)?,
+    };
+    let at_ms = match p.time {
+        Some(t) if !t.is_finite() => {
+            return Err(format!("invalid time {t}"));
+        }
+        t => t.map(|t| (t * 1000.0).round() as i64),
+    };
+    let q = GraphQuery {
+        graph_type,
+        clusters: split_list(p.clusters.as_ref()),
+        namespaces: split_list(p.namespaces.as_ref()),
+        include_idle: p.idle.unwrap_or(false),
+    };
+    state.graph.graph(&window, at_ms, &q)
+}
+
+fn bad_data(e: String) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_data", e)
+}
+
+async fn graph_json(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
+    let dot = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("dot") => true,
+        Some(f) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_data",
+                format!("invalid format {f:?}: expected json or dot"),
+            );
+        }
+    };
+    let result = tokio::task::spawn_blocking(move || build(&state, &p)).await;
+    match result {
+        Ok(Ok(g)) if dot => ([("content-type", "text/vnd.graphviz")], graph::dot::render(&g)).into_response(),
+        Ok(Ok(g)) => axum::Json(json!({"status": "success", "data": g})).into_response(),
+        Ok(Err(e)) => bad_data(e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn nodegraph_frames(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
+    match build(&state, &p) {
+        Ok(g) => axum::Json(nodegraph::frames(&g)).into_response(),
+        Err(e) => bad_data(e),
+    }
+}
+
+async fn nodegraph_fields() -> Response {
+    axum::Json(json!({
+        "nodes_fields": nodegraph::node_fields(),
+        "edges_fields": nodegraph::edge_fields(),
+    }))
+    .into_response()
+}
+
+async fn nodegraph_data(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
+    match build(&state, &p) {
+        Ok(g) => {
+            axum::Json(json!({"nodes": nodegraph::nodes(&g), "edges": nodegraph::edges(&g)})).into_response()
+        }
+        Err(e) => bad_data(e),
+    }
+}
+
+async fn health_rows(State(state): State<GraphState>) -> Response {
+    axum::Json(json!({"status": "success", "data": state.health.rows()})).into_response()
+}
+
+async fn stream(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
+    let with_edges = p.edges.unwrap_or(false);
+    if with_edges && let Err(e) = build(&state, &p) {
+        return bad_data(e); // Reject bad parameters up front, not mid-stream.
+    }
+    let rx = state.health.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(state.refresh_ms.max(100) as u64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let events = futures::stream::unfold(
+        (rx, tick, state, p),
+        move |(mut rx, mut tick, state, p)| async move {
+            loop {
+                let event = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(t) => Event::default().event("health").json_data(&t).ok(),
+                        Err(RecvError::Lagged(n)) => Some(Event::default().event("lagged").data(n.to_string())),
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = tick.tick(), if with_edges => {
+                        let g = build(&state, &p).ok();
+                        g.and_then(|g| {
+                            Event::default()
+                                .event("edges")
+                                .json_data(json!({"timestamp": g.timestamp, "window": g.window, "edges": g.edges}))
+                                .ok()
+                        })
+                    }
+                };
+                if let Some(e) = event {
+                    return Some((Ok::<_, Infallible>(e), (rx, tick, state, p)));
+                }
+            }
+        },
+    );
+    sse(events)
+}
+
+fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
