@@ -37,6 +37,7 @@ pub struct GraphService {
     pub table: Arc<EdgeTable>,
     windows: BTreeMap<String, i64>,
     snapshots: RwLock<BTreeMap<i64, Arc<WindowSnapshot>>>,
+    generation: std::sync::atomic::AtomicI64,
 }
 
 impl GraphService {
@@ -51,6 +52,7 @@ impl GraphService {
             table: Arc::new(EdgeTable::new(max)),
             windows: parsed,
             snapshots: RwLock::new(BTreeMap::new()),
+            generation: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -66,6 +68,13 @@ impl GraphService {
             let snap = Arc::new(self.table.compute(now_ms, w, true));
             self.snapshots.write().insert(w, snap);
         }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Changes whenever [`GraphService::refresh`] replaced the snapshots (for caches of
+    /// rendered responses).
+    pub fn generation(&self) -> i64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The snapshot of window `window_ms`: the latest background one, or computed now at `at_ms`

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,45 @@ pub struct GraphState {
     pub refresh_ms: i64,
     /// Ends event streams at shutdown (graceful shutdown waits for open responses).
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Serialised JSON of the latest snapshots, per query string (see [`cached_json`]).
+    pub rendered: Arc<parking_lot::Mutex<RenderCache>>,
+}
+
+/// Rendered graph bodies of the current snapshot generation.
+#[derive(Debug, Default)]
+pub struct RenderCache {
+    generation: i64,
+    bodies: std::collections::HashMap<String, axum::body::Bytes>,
+}
+
+/// Distinct query strings kept per snapshot generation.
+const RENDER_CACHE_ENTRIES: usize = 64;
+
+/// The JSON body for a request without `time`: rendered once per snapshot refresh and query
+/// string, since serialising a large graph costs far more than sending it.
+fn cached_json(state: &GraphState, raw_query: &str, p: &GraphParams) -> Result<axum::body::Bytes, String> {
+    let generation = state.graph.generation();
+    if let Some(body) = {
+        let cache = state.rendered.lock();
+        (cache.generation == generation)
+            .then(|| cache.bodies.get(raw_query).cloned())
+            .flatten()
+    } {
+        return Ok(body);
+    }
+    let g = build(state, p)?;
+    let body = axum::body::Bytes::from(
+        serde_json::to_vec(&json!({"status": "success", "data": g})).map_err(|e| e.to_string())?,
+    );
+    let mut cache = state.rendered.lock();
+    if cache.generation != generation {
+        cache.generation = generation;
+        cache.bodies.clear();
+    }
+    if cache.bodies.len() < RENDER_CACHE_ENTRIES {
+        cache.bodies.insert(raw_query.to_owned(), body.clone());
+    }
+    Ok(body)
 }
 
 /// The graph and health routes.
@@ -111,7 +150,11 @@ fn bad_data(e: String) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_data", e)
 }
 
-async fn graph_json(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
+async fn graph_json(
+    State(state): State<GraphState>,
+    RawQuery(raw): RawQuery,
+    Query(p): Query<GraphParams>,
+) -> Response {
     let dot = match p.format.as_deref() {
         None | Some("json") => false,
         Some("dot") => true,
@@ -123,10 +166,26 @@ async fn graph_json(State(state): State<GraphState>, Query(p): Query<GraphParams
             );
         }
     };
-    let result = tokio::task::spawn_blocking(move || build(&state, &p)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        if dot {
+            build(&state, &p).map(|g| graph::dot::render(&g).into_bytes().into())
+        } else if p.time.is_none() {
+            cached_json(&state, raw.as_deref().unwrap_or(""), &p)
+        } else {
+            let g = build(&state, &p)?;
+            serde_json::to_vec(&json!({"status": "success", "data": g}))
+                .map(axum::body::Bytes::from)
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    let content_type = if dot {
+        "text/vnd.graphviz"
+    } else {
+        "application/json"
+    };
     match result {
-        Ok(Ok(g)) if dot => ([("content-type", "text/vnd.graphviz")], graph::dot::render(&g)).into_response(),
-        Ok(Ok(g)) => axum::Json(json!({"status": "success", "data": g})).into_response(),
+        Ok(Ok(body)) => ([("content-type", content_type)], body).into_response(),
         Ok(Err(e)) => bad_data(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

@@ -150,6 +150,7 @@ impl Aggregator {
                 health: Arc::clone(&health),
                 refresh_ms: config.graph.refresh_ms as i64,
                 shutdown: shutdown.clone(),
+                rendered: Default::default(),
             },
         };
         let app = router(state);
