@@ -170,3 +170,17 @@ fn dot_output_renders_with_graphviz() {
     let svg = String::from_utf8(out.stdout).unwrap();
     assert!(svg.contains("<svg") && svg.contains("productpage"));
 }
+
+/// A collector announces its series before it sends samples; expiry must not forget them in between.
+#[test]
+fn series_announced_but_not_yet_sampled_survive_expiry() {
+    let Some(samples) = load() else { return };
+    let table = EdgeTable::new(600_000);
+    for (i, (labels, _)) in samples.iter().enumerate() {
+        table.observe_series(i as u64, labels);
+    }
+    let before = table.size();
+    assert!(before.0 > 0);
+    table.expire();
+    assert_eq!(table.size(), before);
+}

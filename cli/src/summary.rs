@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use meshfed_aggregator::Aggregator;
 use meshfed_aggregator::graph::GraphQuery;
+use meshfed_aggregator::health::HealthState;
 
 /// Remembers the previous sample count to print a rate.
 pub struct Summary {
@@ -55,8 +56,20 @@ impl Summary {
                 }
                 Err(e) => format!("graph error: {e}"),
             };
+        let unhealthy: Vec<String> = aggregator
+            .health
+            .rows()
+            .into_iter()
+            .filter(|r| r.health.state != HealthState::Healthy)
+            .map(|r| format!("{}/{} {}", r.cluster, r.service, r.health.state.as_str()))
+            .collect();
+        let health = if unhealthy.is_empty() {
+            "all services healthy".to_owned()
+        } else {
+            unhealthy.join(", ")
+        };
         format!(
-            "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges}",
+            "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges} | {health}",
             self.started.elapsed().as_secs(),
             self.clusters_expected,
             stats.series,

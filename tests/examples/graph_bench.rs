@@ -164,7 +164,12 @@ async fn main() {
     let t = Instant::now();
     agg.graph.refresh(now);
     let refresh = t.elapsed();
-    eprintln!("edge table: {:?} (series, fine edges)", agg.graph.table.size());
+    eprintln!(
+        "edge table: {:?} (series, fine edges); bare table {:?}; store series {}",
+        agg.graph.table.size(),
+        table.size(),
+        agg.store.stats().series
+    );
 
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/graph?window=1m", agg.http_addr);

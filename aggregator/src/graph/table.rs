@@ -43,6 +43,9 @@ struct Track {
     /// service already seen (a new response code starts counting), false while the table is
     /// learning what exists (after a restart every series is new, and its value is history).
     first_counts: bool,
+    /// The table's newest sample time when the series was registered: a series announced but not
+    /// yet sampled is kept for a full retention period.
+    born_ms: i64,
 }
 
 struct EdgeEntry {
@@ -262,7 +265,7 @@ impl EdgeTable {
             while track.samples.front().is_some_and(|s| s.timestamp_ms < cutoff) {
                 track.samples.pop_front();
             }
-            if track.samples.is_empty() {
+            if track.samples.is_empty() && track.born_ms < cutoff {
                 inner.remove_track(i);
                 dropped += 1;
             } else if track.samples.capacity() > 4 * track.samples.len().max(8) {
@@ -376,6 +379,7 @@ impl Inner {
             samples: VecDeque::new(),
             last_value: f64::NAN,
             first_counts,
+            born_ms: self.newest_ms,
         };
         let slot = match self.free_tracks.pop() {
             Some(slot) => {
