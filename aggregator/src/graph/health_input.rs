@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::graph::istio::{IstioSeries, Measure, ServiceKey};
+use crate::graph::istio::{Measure, ServiceKey};
 use crate::graph::stats::EdgeStats;
 
 /// Increments per service since the previous [`crate::graph::table::EdgeTable::take_health_inputs`].
@@ -23,19 +23,12 @@ pub struct ServiceIncrements {
     pub newest_ms: i64,
 }
 
-impl HealthInputs {
+impl ServiceIncrements {
     /// Adds a counter increment of a primary series.
-    pub(crate) fn counter(&mut self, series: &IstioSeries, inc: f64, t: i64) {
-        let d = &series.edge.destination;
-        let key = ServiceKey {
-            cluster: d.cluster.clone(),
-            namespace: d.service_namespace.clone(),
-            service: d.service.clone(),
-        };
-        let entry = self.services.entry(key).or_default();
-        entry.newest_ms = entry.newest_ms.max(t);
-        let s = &mut entry.stats;
-        match series.measure {
+    pub(crate) fn add(&mut self, measure: Measure, inc: f64, t: i64) {
+        self.newest_ms = self.newest_ms.max(t);
+        let s = &mut self.stats;
+        match measure {
             Measure::Requests { class, error } => {
                 s.requests += inc;
                 s.by_class[class as usize] += inc;

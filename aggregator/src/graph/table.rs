@@ -30,7 +30,8 @@ pub struct WindowSnapshot {
 
 /// What a tracked series is.
 enum Role {
-    Istio(Box<IstioSeries>, u32),
+    /// The series, its edge and its destination service (indexes into the table).
+    Istio(Box<IstioSeries>, u32, u32),
     Gauge(ServiceKey, EndpointGauge),
 }
 
@@ -64,13 +65,22 @@ struct Inner {
     free_edges: Vec<u32>,
     edge_ids: HashMap<FineEdge, u32>,
     names: HashSet<Name>,
-    health: HealthInputs,
-    /// Counter increments per edge since the last [`EdgeTable::take_increments`].
-    increments: HashMap<u32, EdgeStats>,
+    /// Destination services by id, with their pending health increments.
+    services: Vec<ServiceSlot>,
+    service_ids: HashMap<ServiceKey, u32>,
+    dirty_services: Vec<u32>,
+    /// Counter increments per edge id since the last [`EdgeTable::take_increments`].
+    edge_increments: Vec<Option<EdgeStats>>,
+    dirty_edges: Vec<u32>,
     /// Newest sample timestamp applied.
     newest_ms: i64,
-    /// Services with at least one sample (see [`Track::first_counts`]).
-    known_services: HashSet<ServiceKey>,
+}
+
+struct ServiceSlot {
+    key: ServiceKey,
+    /// Has had a sample (see [`Track::first_counts`]).
+    known: bool,
+    pending: Option<crate::graph::health_input::ServiceIncrements>,
 }
 
 /// See the module docs.
@@ -129,8 +139,9 @@ impl EdgeTable {
         let mut first_counts = false;
         let role = if let Some(series) = istio::classify(labels, &mut intern) {
             let edge = inner.edge_id(&series.edge);
-            first_counts = inner.known_services.contains(&destination_service(&series));
-            Role::Istio(Box::new(series), edge)
+            let service = inner.service_id(destination_service(&series));
+            first_counts = inner.services[service as usize].known;
+            Role::Istio(Box::new(series), edge, service)
         } else if let Some((service, gauge)) = istio::classify_endpoint_gauge(labels, &mut intern) {
             Role::Gauge(service, gauge)
         } else {
@@ -177,7 +188,7 @@ impl EdgeTable {
         let mut stats: Vec<EdgeStats> = vec![EdgeStats::default(); inner.edges.len()];
         let start = at_ms - window_ms;
         for track in inner.tracks.iter_mut().flatten() {
-            let Role::Istio(series, edge) = &track.role else {
+            let Role::Istio(series, edge, _) = &track.role else {
                 continue;
             };
             let samples = track.samples.make_contiguous();
@@ -207,17 +218,32 @@ impl EdgeTable {
 
     /// Increments collected for health since the last call.
     pub fn take_health_inputs(&self) -> HealthInputs {
-        std::mem::take(&mut self.lock().health)
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut out = HealthInputs::default();
+        for id in inner.dirty_services.drain(..) {
+            let s = &mut inner.services[id as usize];
+            if let Some(inc) = s.pending.take() {
+                out.services.insert(s.key.clone(), inc);
+            }
+        }
+        out
     }
 
     /// Counter increments per edge since the last call (primary series only).
     pub fn take_increments(&self) -> Vec<(FineEdge, EdgeStats)> {
         let mut inner = self.lock();
-        let increments = std::mem::take(&mut inner.increments);
-        increments
-            .into_iter()
-            .filter_map(|(id, s)| Some((inner.edges.get(id as usize)?.as_ref()?.key.clone(), s)))
-            .collect()
+        let inner = &mut *inner;
+        let mut out = Vec::with_capacity(inner.dirty_edges.len());
+        for id in inner.dirty_edges.drain(..) {
+            let Some(inc) = inner.edge_increments.get_mut(id as usize).and_then(Option::take) else {
+                continue;
+            };
+            if let Some(Some(e)) = inner.edges.get(id as usize) {
+                out.push((e.key.clone(), inc));
+            }
+        }
+        out
     }
 
     /// Endpoint gauges per service as the proxies of each cluster see them, summed over the
@@ -368,8 +394,22 @@ impl Inner {
         id
     }
 
+    fn service_id(&mut self, key: ServiceKey) -> u32 {
+        if let Some(&id) = self.service_ids.get(&key) {
+            return id;
+        }
+        let id = self.services.len() as u32;
+        self.service_ids.insert(key.clone(), id);
+        self.services.push(ServiceSlot {
+            key,
+            known: false,
+            pending: None,
+        });
+        id
+    }
+
     fn insert_track(&mut self, series_ref: u64, role: Role, first_counts: bool) {
-        if let Role::Istio(_, edge) = &role
+        if let Role::Istio(_, edge, _) = &role
             && let Some(Some(e)) = self.edges.get_mut(*edge as usize)
         {
             e.tracks += 1;
@@ -408,7 +448,7 @@ impl Inner {
         if let Some(t) = self.by_ref.get_mut(self.track_refs[slot] as usize) {
             *t = 0;
         }
-        if let Role::Istio(_, edge) = track.role
+        if let Role::Istio(_, edge, _) = track.role
             && let Some(slot) = self.edges.get_mut(edge as usize)
             && let Some(e) = slot
         {
@@ -417,6 +457,9 @@ impl Inner {
                 self.edge_ids.remove(&e.key);
                 *slot = None;
                 self.free_edges.push(edge);
+                if let Some(inc) = self.edge_increments.get_mut(edge as usize) {
+                    *inc = None; // The id may be reused by another edge.
+                }
             }
         }
     }
@@ -443,7 +486,7 @@ impl Inner {
                 value: v,
             });
             match &track.role {
-                Role::Istio(series, _) => {
+                Role::Istio(series, edge, service) => {
                     if series.primary {
                         // A reset restarts the counter from zero: the increment is the new value.
                         let inc = if previous.is_nan() {
@@ -453,13 +496,20 @@ impl Inner {
                         } else {
                             v - previous
                         };
-                        if previous.is_nan() && !track.first_counts {
-                            self.known_services.insert(destination_service(series));
+                        let slot = &mut self.services[*service as usize];
+                        slot.known = true;
+                        if slot.pending.is_none() {
+                            self.dirty_services.push(*service);
                         }
-                        self.health.counter(series, inc, t);
-                        if let Role::Istio(_, edge) = &track.role {
-                            add_rate(self.increments.entry(*edge).or_default(), series, inc);
+                        slot.pending.get_or_insert_default().add(series.measure, inc, t);
+                        let e = *edge as usize;
+                        if self.edge_increments.len() <= e {
+                            self.edge_increments.resize(e + 1, None);
                         }
+                        if self.edge_increments[e].is_none() {
+                            self.dirty_edges.push(*edge);
+                        }
+                        add_rate(self.edge_increments[e].get_or_insert_default(), series, inc);
                     }
                 }
                 Role::Gauge(..) => {
