@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +41,7 @@ pub struct GraphState {
     pub refresh_ms: i64,
     /// Ends event streams at shutdown (graceful shutdown waits for open responses).
     pub shutdown: tokio_util::sync::CancellationToken,
-    /// Serialised JSON of the latest snapshots, per query string (see [`cached_json`]).
+    /// Serialised JSON of the latest snapshots, per parameter set (see [`GraphState::prerender`]).
     pub rendered: Arc<parking_lot::Mutex<RenderCache>>,
 }
 
@@ -55,9 +55,41 @@ pub struct RenderCache {
 /// Distinct query strings kept per snapshot generation.
 const RENDER_CACHE_ENTRIES: usize = 64;
 
-/// The JSON body for a request without `time`: rendered once per snapshot refresh and query
-/// string, since serialising a large graph costs far more than sending it.
-fn cached_json(state: &GraphState, raw_query: &str, p: &GraphParams) -> Result<axum::body::Bytes, String> {
+/// The request's parameters with defaults applied, as a cache key.
+fn cache_key(state: &GraphState, p: &GraphParams) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        p.window
+            .as_deref()
+            .unwrap_or_else(|| state.graph.shortest_window()),
+        p.graph_type.as_deref().unwrap_or("workload"),
+        p.clusters.as_deref().unwrap_or(""),
+        p.namespaces.as_deref().unwrap_or(""),
+        p.idle.unwrap_or(false)
+    )
+}
+
+impl GraphState {
+    /// Renders the default graph of every window, so the first request after a refresh does not
+    /// pay for serialising it (the upkeep task calls this after each refresh).
+    pub fn prerender(&self) {
+        for window in self.graph.windows().keys() {
+            let p = GraphParams {
+                window: Some(window.clone()),
+                ..GraphParams::default()
+            };
+            if let Err(e) = cached_json(self, &p) {
+                tracing::warn!(error = %e, "Could not render the graph.");
+            }
+        }
+    }
+}
+
+/// The JSON body for a request without `time`: rendered once per snapshot refresh and parameter
+/// set, since serialising a large graph costs far more than sending it.
+fn cached_json(state: &GraphState, p: &GraphParams) -> Result<axum::body::Bytes, String> {
+    let raw_query = cache_key(state, p);
+    let raw_query = raw_query.as_str();
     let generation = state.graph.generation();
     if let Some(body) = {
         let cache = state.rendered.lock();
@@ -150,11 +182,7 @@ fn bad_data(e: String) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_data", e)
 }
 
-async fn graph_json(
-    State(state): State<GraphState>,
-    RawQuery(raw): RawQuery,
-    Query(p): Query<GraphParams>,
-) -> Response {
+async fn graph_json(State(state): State<GraphState>, Query(p): Query<GraphParams>) -> Response {
     let dot = match p.format.as_deref() {
         None | Some("json") => false,
         Some("dot") => true,
@@ -170,7 +198,7 @@ async fn graph_json(
         if dot {
             build(&state, &p).map(|g| graph::dot::render(&g).into_bytes().into())
         } else if p.time.is_none() {
-            cached_json(&state, raw.as_deref().unwrap_or(""), &p)
+            cached_json(&state, &p)
         } else {
             let g = build(&state, &p)?;
             serde_json::to_vec(&json!({"status": "success", "data": g}))

@@ -140,18 +140,19 @@ impl Aggregator {
             registry.register_collector(Box::new(CertExpiry(Arc::clone(tls))));
         }
 
+        let graph_state = GraphState {
+            graph: Arc::clone(&graph),
+            health: Arc::clone(&health),
+            refresh_ms: config.graph.refresh_ms as i64,
+            shutdown: shutdown.clone(),
+            rendered: Default::default(),
+        };
         let state = AppState {
             engine: Arc::clone(&engine),
             ingest: Arc::clone(&ingest),
             registry: Arc::new(registry),
             gauges,
-            graph: GraphState {
-                graph: Arc::clone(&graph),
-                health: Arc::clone(&health),
-                refresh_ms: config.graph.refresh_ms as i64,
-                shutdown: shutdown.clone(),
-                rendered: Default::default(),
-            },
+            graph: graph_state.clone(),
         };
         let app = router(state);
         let stop = shutdown.clone();
@@ -175,8 +176,7 @@ impl Aggregator {
         });
         let mut tasks = vec![relay_task, http_task];
         tasks.push(spawn_graph_upkeep(
-            Arc::clone(&graph),
-            Arc::clone(&health),
+            graph_state,
             config
                 .graph
                 .derived_series
@@ -275,8 +275,7 @@ fn spawn_maintenance(store: Arc<Store>, shutdown: CancellationToken) -> JoinHand
 /// Keeps the graph current: refreshes the window snapshots and writes the derived series every
 /// `refresh_ms`, evaluates health every `health_interval_ms`.
 fn spawn_graph_upkeep(
-    graph: Arc<GraphService>,
-    health: Arc<HealthModel>,
+    state: GraphState,
     mut writer: Option<SeriesWriter>,
     config: &GraphConfig,
     shutdown: CancellationToken,
@@ -285,6 +284,7 @@ fn spawn_graph_upkeep(
     let mut evaluate = tokio::time::interval(Duration::from_millis(config.health_interval_ms));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (graph, health) = (Arc::clone(&state.graph), Arc::clone(&state.health));
     tokio::spawn(async move {
         let mut counters = ServiceGraphCounters::default();
         loop {
@@ -294,11 +294,12 @@ fn spawn_graph_upkeep(
                     evaluate_health(&graph, &health);
                 }
                 _ = refresh.tick() => {
-                    let g = Arc::clone(&graph);
+                    let s = state.clone();
                     let now = crate::http::now_ms();
                     let increments = match tokio::task::spawn_blocking(move || {
-                        g.refresh(now);
-                        g.table.take_increments()
+                        s.graph.refresh(now);
+                        s.prerender();
+                        s.graph.table.take_increments()
                     }).await {
                         Ok(i) => i,
                         Err(e) => {

@@ -173,7 +173,9 @@ async fn main() {
 
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/graph?window=1m", agg.http_addr);
+    let t = Instant::now();
     let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+    let first = t.elapsed();
     let graph: serde_json::Value = serde_json::from_str(&body).unwrap();
     let (n_nodes, n_edges) = (
         graph["data"]["nodes"].as_array().unwrap().len(),
@@ -195,6 +197,10 @@ async fn main() {
         "graph {n_nodes} nodes / {n_edges} edges ({} series, {samples} samples, {} KiB JSON)",
         series.len(),
         body.len() / 1024
+    );
+    println!(
+        "render of the graph JSON (once per refresh, in the background after each refresh): {:.1} ms",
+        first.as_secs_f64() * 1e3
     );
     println!(
         "GET /api/v1/graph: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {requests} requests",
