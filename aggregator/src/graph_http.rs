@@ -88,13 +88,12 @@ impl GraphState {
 /// The JSON body for a request without `time`: rendered once per snapshot refresh and parameter
 /// set, since serialising a large graph costs far more than sending it.
 fn cached_json(state: &GraphState, p: &GraphParams) -> Result<axum::body::Bytes, String> {
-    let raw_query = cache_key(state, p);
-    let raw_query = raw_query.as_str();
+    let key = cache_key(state, p);
     let generation = state.graph.generation();
     if let Some(body) = {
         let cache = state.rendered.lock();
         (cache.generation == generation)
-            .then(|| cache.bodies.get(raw_query).cloned())
+            .then(|| cache.bodies.get(&key).cloned())
             .flatten()
     } {
         return Ok(body);
@@ -109,7 +108,7 @@ fn cached_json(state: &GraphState, p: &GraphParams) -> Result<axum::body::Bytes,
         cache.bodies.clear();
     }
     if cache.bodies.len() < RENDER_CACHE_ENTRIES {
-        cache.bodies.insert(raw_query.to_owned(), body.clone());
+        cache.bodies.insert(key, body.clone());
     }
     Ok(body)
 }

@@ -24,7 +24,6 @@ use tokio::sync::broadcast;
 use crate::graph::EdgeTable;
 use crate::graph::health_input::ServiceIncrements;
 use crate::graph::istio::{Name, ServiceKey};
-use crate::graph::table::EndpointCounts;
 pub use policy::HealthPolicy;
 pub use state::{HealthState, Observation, ServiceHealth};
 
@@ -247,9 +246,6 @@ fn transition(key: &ServiceKey, at_ms: i64, c: state::Change) -> Transition {
         reasons: c.reasons,
     }
 }
-
-/// Re-exported for callers building observations by hand.
-pub type Endpoints = EndpointCounts;
 
 #[cfg(test)]
 mod tests;

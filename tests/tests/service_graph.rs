@@ -14,12 +14,7 @@ use meshfed_tests::SteppedMesh;
 const STEP_MS: u64 = 5_000;
 
 fn config() -> SimConfig {
-    SimConfig {
-        control_listen: None,
-        scenario: Some(Vec::new()),
-        rate_scale: 5.0,
-        ..SimConfig::default()
-    }
+    meshfed_tests::stepped_config()
 }
 
 fn graph(mesh: &SteppedMesh, window: &str, at_ms: u64) -> Graph {

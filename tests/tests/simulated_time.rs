@@ -11,13 +11,7 @@ use meshfed_tests::SteppedMesh;
 const STEP_MS: u64 = 5_000;
 
 fn config() -> SimConfig {
-    SimConfig {
-        control_listen: None,
-        scenario: Some(Vec::new()),
-        // Faster traffic makes the integer rounding of counters negligible against 1%.
-        rate_scale: 5.0,
-        ..SimConfig::default()
-    }
+    meshfed_tests::stepped_config()
 }
 
 async fn run_until(mesh: &mut SteppedMesh, from_ms: u64, to_ms: u64) {
