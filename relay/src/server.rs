@@ -330,6 +330,12 @@ impl<I: Ingest> Session<I> {
                         let reply = aggregator_message::Kind::Heartbeat(hb);
                         let _ = self.tx.send(Ok(AggregatorMessage { kind: Some(reply) })).await;
                     }
+                    // Not yet consumed by the aggregator.
+                    Some(
+                        collector_message::Kind::Metadata(_)
+                        | collector_message::Kind::Topology(_)
+                        | collector_message::Kind::ConfigAck(_),
+                    ) => {}
                     Some(collector_message::Kind::Hello(_)) | None => {}
                 }
             }
