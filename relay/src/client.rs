@@ -6,6 +6,9 @@
 //! or in a [`DiskBuffer`] that also survives a collector restart. After a reconnect everything
 //! unacknowledged is sent again, in order; the aggregator drops batches it already stored.
 //! Heartbeats detect a silent aggregator within `peer_timeout_ms`.
+//!
+//! Besides samples the stream carries the collector's control state (metric metadata, its
+//! cluster's topology, config acks; see [`control`]) and, downstream, config snapshots.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,8 +31,10 @@ use crate::proto::{self, CollectorMessage, aggregator_message, collector_message
 use crate::tls::TlsReloader;
 use crate::{Error, PROTOCOL_VERSION, Result};
 
+mod control;
 mod pending;
 
+use control::{Control, Outbox, Sent};
 use pending::Pending;
 
 /// How the client connects.
@@ -106,6 +111,7 @@ pub struct RelayClientStats {
 pub struct RelayClient {
     tx: mpsc::Sender<Vec<OutgoingSample>>,
     stats: Arc<RelayClientStats>,
+    control: Arc<Control>,
 }
 
 impl RelayClient {
@@ -125,6 +131,7 @@ impl RelayClient {
         };
         let (tx, rx) = mpsc::channel(options.max_queued_batches.max(1));
         let stats = Arc::new(RelayClientStats::default());
+        let control = Arc::new(Control::new());
         let span = info_span!("relay_client", cluster = %options.cluster);
         let worker = Worker {
             options,
@@ -132,9 +139,10 @@ impl RelayClient {
             stats: Arc::clone(&stats),
             pending,
             shutdown,
+            control: Arc::clone(&control),
         };
         let handle = tokio::spawn(worker.run().instrument(span));
-        Ok((RelayClient { tx, stats }, handle))
+        Ok((RelayClient { tx, stats, control }, handle))
     }
 
     /// [`RelayClient::try_spawn`] for in-memory buffering, which cannot fail.
@@ -171,6 +179,28 @@ impl RelayClient {
     pub fn stats_handle(&self) -> Arc<RelayClientStats> {
         Arc::clone(&self.stats)
     }
+
+    /// Publishes metric families' metadata. Only families that are new or changed are sent;
+    /// returns whether there were any. Cheap to call after every scrape.
+    pub fn publish_metadata(&self, entries: Vec<proto::MetricMetadata>) -> bool {
+        self.control.publish_metadata(entries)
+    }
+
+    /// Publishes the cluster's topology, replacing the previous report. Sent only when it
+    /// differs; returns whether it did.
+    pub fn publish_topology(&self, topology: proto::ClusterTopology) -> bool {
+        self.control.publish_topology(topology)
+    }
+
+    /// Config snapshots from the aggregator, newest version only.
+    pub fn config_snapshots(&self) -> watch::Receiver<Option<Arc<proto::ConfigSnapshot>>> {
+        self.control.subscribe_config()
+    }
+
+    /// Reports the outcome of applying a config snapshot (resent after each reconnect).
+    pub fn ack_config(&self, ack: proto::ConfigAck) {
+        self.control.ack_config(ack)
+    }
 }
 
 struct Worker {
@@ -179,6 +209,7 @@ struct Worker {
     stats: Arc<RelayClientStats>,
     pending: Pending,
     shutdown: CancellationToken,
+    control: Arc<Control>,
 }
 
 enum Finished {
@@ -202,6 +233,28 @@ impl Stream {
             .send(msg(collector_message::Kind::Batch(batch)))
             .await
             .is_ok()
+    }
+
+    /// Sends control state; false when the stream is gone.
+    async fn send_control(&mut self, out: Outbox) -> bool {
+        let mut kinds = Vec::new();
+        if !out.metadata.is_empty() {
+            kinds.push(collector_message::Kind::Metadata(proto::MetadataBatch {
+                entries: out.metadata,
+            }));
+        }
+        if let Some(t) = out.topology {
+            kinds.push(collector_message::Kind::Topology(t));
+        }
+        if let Some(a) = out.ack {
+            kinds.push(collector_message::Kind::ConfigAck(a));
+        }
+        for kind in kinds {
+            if self.up.send(msg(kind)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -321,6 +374,10 @@ impl Worker {
             encoder: StreamEncoder::new(),
             in_flight: VecDeque::new(),
         };
+        let mut sent = Sent::default();
+        if !stream.send_control(self.control.full(&mut sent)).await {
+            return Ok(Finished::Disconnected);
+        }
         let replay = self.pending.unacknowledged()?;
         if !replay.is_empty() {
             info!(batches = replay.len(), "Replaying unacknowledged batches.");
@@ -355,8 +412,20 @@ impl Worker {
                         Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Reject(r)) }) => {
                             return Err(Error::Rejected(r.reason));
                         }
+                        Some(proto::AggregatorMessage { kind: Some(aggregator_message::Kind::Config(snapshot)) }) => {
+                            let version = snapshot.version;
+                            let objects = snapshot.objects.len();
+                            if self.control.received_config(snapshot) {
+                                info!(version, objects, "Received a config snapshot.");
+                            }
+                        }
                         Some(_) => {}
                         None => return Ok(Finished::Disconnected),
+                    }
+                },
+                _ = self.control.changed.notified() => {
+                    if !stream.send_control(self.control.changes(&mut sent)).await {
+                        return Ok(Finished::Disconnected);
                     }
                 },
                 _ = heartbeat.tick() => {

@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -35,7 +35,21 @@ pub trait Ingest: Send + Sync + 'static {
     fn session_opened(&self, _cluster: &str, _collector_id: &str) {}
     /// A session of `cluster` ended.
     fn session_closed(&self, _cluster: &str, _collector_id: &str) {}
+    /// Metric families' metadata scraped in `cluster` (new or changed ones).
+    fn metadata(&self, _cluster: &str, _entries: &[proto::MetricMetadata]) {}
+    /// A collector's report of its cluster's topology; replaces that collector's previous one.
+    fn topology(&self, _cluster: &str, _collector_id: &str, _topology: proto::ClusterTopology) {}
+    /// A collector applied (or failed to apply) a config snapshot.
+    fn config_ack(&self, _cluster: &str, _collector_id: &str, _ack: proto::ConfigAck) {}
+    /// The config snapshots meant for `cluster`, newest first; `None` when there is no controller.
+    /// Each session sends the current one after the welcome and every later one as it changes.
+    fn config_feed(&self, _cluster: &str) -> Option<ConfigFeed> {
+        None
+    }
 }
+
+/// A cluster's latest config snapshot, as a watch channel.
+pub type ConfigFeed = watch::Receiver<Option<Arc<proto::ConfigSnapshot>>>;
 
 /// Self-metrics of the relay server.
 #[derive(Clone, Debug, Default)]
@@ -215,6 +229,10 @@ impl<I: Ingest> proto::relay_server::Relay for RelayService<I> {
             tx,
         };
         let span = info_span!("relay_session", cluster = %cluster, collector = %hello.collector_id);
+        if let Some(feed) = self.ingest.config_feed(&cluster) {
+            let tx = session.tx.clone();
+            tokio::spawn(forward_config(feed, tx).instrument(span.clone()));
+        }
         tokio::spawn(session.run(inbound).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -330,12 +348,15 @@ impl<I: Ingest> Session<I> {
                         let reply = aggregator_message::Kind::Heartbeat(hb);
                         let _ = self.tx.send(Ok(AggregatorMessage { kind: Some(reply) })).await;
                     }
-                    // Not yet consumed by the aggregator.
-                    Some(
-                        collector_message::Kind::Metadata(_)
-                        | collector_message::Kind::Topology(_)
-                        | collector_message::Kind::ConfigAck(_),
-                    ) => {}
+                    Some(collector_message::Kind::Metadata(batch)) => {
+                        self.ingest.metadata(&cluster, &batch.entries);
+                    }
+                    Some(collector_message::Kind::Topology(topology)) => {
+                        self.ingest.topology(&cluster, &self.collector_id, topology);
+                    }
+                    Some(collector_message::Kind::ConfigAck(ack)) => {
+                        self.ingest.config_ack(&cluster, &self.collector_id, ack);
+                    }
                     Some(collector_message::Kind::Hello(_)) | None => {}
                 }
             }
@@ -350,6 +371,32 @@ impl<I: Ingest> Session<I> {
         }
         self.metrics.sessions_active.dec();
         self.ingest.session_closed(&cluster, &self.collector_id);
+    }
+}
+
+/// Sends the session's cluster its current config snapshot and each newer one, until the stream
+/// closes.
+async fn forward_config(
+    mut feed: ConfigFeed,
+    tx: mpsc::Sender<std::result::Result<AggregatorMessage, Status>>,
+) {
+    loop {
+        let current = feed.borrow_and_update().clone();
+        if let Some(snapshot) = current {
+            let kind = aggregator_message::Kind::Config((*snapshot).clone());
+            info!(
+                version = snapshot.version,
+                objects = snapshot.objects.len(),
+                "Sending config snapshot."
+            );
+            if tx.send(Ok(AggregatorMessage { kind: Some(kind) })).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tx.closed() => return,
+            changed = feed.changed() => if changed.is_err() { return },
+        }
     }
 }
 
