@@ -1,7 +1,10 @@
 //! The HTTP control API: targets, topology, faults, routing and ground truth, as JSON.
 //!
 //! `GET /targets`, `GET /file_sd[?cluster=]`, `GET /topology`, `GET|POST /faults`,
-//! `DELETE /faults/{id}`, `GET|POST /routing`, `GET /truth/edges`, `GET /truth/clusters`.
+//! `DELETE /faults/{id}`, `GET|POST /routing`, `GET /truth/edges`, `GET /truth/clusters`,
+//! `GET /topology/clusters/{cluster}` (one cluster's report for the failover controller) and
+//! `PUT /routing/clusters/{cluster}` (replace the rules whose source is that cluster: what one
+//! cluster's agent applies).
 
 use std::sync::Arc;
 
@@ -16,7 +19,7 @@ use serde_json::json;
 use crate::SimError;
 use crate::faults::{FaultId, FaultRequest};
 use crate::mesh::Mesh;
-use crate::routing::RoutingTable;
+use crate::routing::{RoutingRule, RoutingTable};
 use crate::targets::{Target, file_sd};
 
 /// State of the control API.
@@ -72,6 +75,26 @@ async fn topology(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(serde_json::to_value(s.mesh.topology()).unwrap_or_default())
 }
 
+async fn cluster_topology(
+    State(s): State<ControlState>,
+    Path(cluster): Path<String>,
+) -> Result<Json<crate::topology_report::ClusterReport>, SimError> {
+    let topo = s.mesh.topology();
+    let id = topo
+        .cluster_id(&cluster)
+        .ok_or(SimError::UnknownCluster(cluster))?;
+    Ok(Json(crate::topology_report::cluster_report(topo, id)))
+}
+
+async fn set_cluster_routing(
+    State(s): State<ControlState>,
+    Path(cluster): Path<String>,
+    Json(rules): Json<Vec<RoutingRule>>,
+) -> Result<StatusCode, SimError> {
+    s.mesh.set_cluster_routing(&cluster, rules)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn list_faults(State(s): State<ControlState>) -> impl IntoResponse {
     Json(s.mesh.faults())
 }
@@ -122,6 +145,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/targets", get(targets))
         .route("/file_sd", get(file_sd_handler))
         .route("/topology", get(topology))
+        .route("/topology/clusters/{cluster}", get(cluster_topology))
+        .route(
+            "/routing/clusters/{cluster}",
+            axum::routing::put(set_cluster_routing),
+        )
         .route("/faults", get(list_faults).post(add_fault))
         .route("/faults/{id}", delete(remove_fault))
         .route("/routing", get(get_routing).post(set_routing))

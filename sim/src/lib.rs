@@ -52,6 +52,7 @@ mod server;
 mod spec;
 pub mod targets;
 pub mod topology;
+pub mod topology_report;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

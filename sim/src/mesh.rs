@@ -17,7 +17,7 @@ use crate::config::SimConfig;
 use crate::counters::Timeline;
 use crate::faults::{DarkMode, FaultId, FaultRequest, FaultStatus};
 use crate::render;
-use crate::routing::RoutingTable;
+use crate::routing::{RoutingRule, RoutingTable};
 use crate::scenario::{default_scenario, load_scenario};
 use crate::topology::{ClusterId, PodId, Topology};
 use crate::{Result, SimError};
@@ -197,6 +197,28 @@ impl Mesh {
         table.validate(&self.topo)?;
         let mut tl = self.write();
         let now = self.now_secs();
+        tl.set_routing(&self.topo, table, now);
+        tl.compact(&self.topo, now);
+        Ok(())
+    }
+
+    /// Replaces the rules whose source is `cluster` with `rules` (their `source_cluster` is set to
+    /// `cluster`), leaving other clusters' rules alone: what one cluster's agent applies.
+    pub fn set_cluster_routing(&self, cluster: &str, rules: Vec<RoutingRule>) -> Result<()> {
+        if self.topo.cluster_id(cluster).is_none() {
+            return Err(SimError::UnknownCluster(cluster.to_owned()));
+        }
+        let mut tl = self.write();
+        let now = self.now_secs();
+        let mut table = tl.routing_at(now).as_ref().clone();
+        table
+            .rules
+            .retain(|r| r.source_cluster.as_deref() != Some(cluster));
+        table.rules.extend(rules.into_iter().map(|r| RoutingRule {
+            source_cluster: Some(cluster.to_owned()),
+            ..r
+        }));
+        table.validate(&self.topo)?;
         tl.set_routing(&self.topo, table, now);
         tl.compact(&self.topo, now);
         Ok(())

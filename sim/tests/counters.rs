@@ -385,3 +385,51 @@ fn external_calls_go_through_passthrough_cluster() {
     ));
     assert_eq!(m.cluster_pair_rate("cluster-1", "unknown"), 2.0);
 }
+
+#[test]
+fn one_clusters_rules_are_replaced_without_touching_the_others() {
+    let (m, clock) = mesh(SimConfig::quiet());
+    clock.set_ms(50_000);
+    let rule = |c: &str| RoutingRule {
+        source_cluster: None,
+        source_workload: None,
+        destination_service: "web-api".into(),
+        weights: [(c.to_string(), 1.0)].into_iter().collect(),
+    };
+    m.set_cluster_routing("cluster-1", vec![rule("cluster-2")])
+        .expect("cluster-1");
+    m.set_cluster_routing("cluster-3", vec![rule("cluster-1")])
+        .expect("cluster-3");
+    clock.set_ms(60_000);
+    m.set_cluster_routing("cluster-1", vec![rule("cluster-1")])
+        .expect("cluster-1 again");
+    let rules = m.routing().rules;
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    let to = |src: &'static str, dst: &'static str| {
+        m.configured_rate(move |e| {
+            e.source_workload == "frontend" && e.source_cluster == src && e.destination_cluster == dst
+        })
+    };
+    assert_eq!(
+        to("cluster-1", "cluster-1"),
+        20.0,
+        "the replaced rule is in effect"
+    );
+    assert_eq!(
+        to("cluster-3", "cluster-1"),
+        20.0,
+        "cluster-3's rule is untouched"
+    );
+    assert_eq!(
+        to("cluster-2", "cluster-1") + to("cluster-2", "cluster-2"),
+        20.0,
+        "no rule: default spread"
+    );
+    m.set_cluster_routing("cluster-1", Vec::new()).expect("clear");
+    assert_eq!(m.routing().rules.len(), 1);
+    assert!(m.set_cluster_routing("nowhere", Vec::new()).is_err());
+    assert!(
+        m.set_cluster_routing("cluster-1", vec![rule("cluster-9")])
+            .is_err()
+    );
+}
