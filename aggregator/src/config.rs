@@ -49,6 +49,8 @@ pub struct AggregatorConfig {
     pub graph: GraphConfig,
     /// Health thresholds and hysteresis.
     pub health: HealthPolicy,
+    /// The failover and routing controller.
+    pub controller: crate::controller::ControllerConfig,
 }
 
 /// How the service graph is kept.
@@ -93,6 +95,7 @@ impl Default for AggregatorConfig {
             max_samples_per_sec_per_collector: 500_000,
             graph: GraphConfig::default(),
             health: HealthPolicy::default(),
+            controller: Default::default(),
         }
     }
 }

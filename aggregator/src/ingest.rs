@@ -19,6 +19,7 @@ pub struct StoreIngest {
     store: Arc<Store>,
     graph: Arc<EdgeTable>,
     sessions: Mutex<BTreeMap<String, usize>>,
+    control: Option<Arc<crate::controller::hub::ControlHub>>,
     refused: Family<Vec<(String, String)>, Counter>,
     appended: Counter,
 }
@@ -30,9 +31,16 @@ impl StoreIngest {
             store,
             graph,
             sessions: Mutex::new(BTreeMap::new()),
+            control: None,
             refused: Family::default(),
             appended: Counter::default(),
         }
+    }
+
+    /// Hands topology reports and config acks to the controller and serves its snapshots.
+    pub fn with_control(mut self, hub: Arc<crate::controller::hub::ControlHub>) -> Self {
+        self.control = Some(hub);
+        self
     }
 
     /// Registers `meshfed_ingest_*` metrics.
@@ -85,6 +93,22 @@ impl Ingest for StoreIngest {
             }
         }
         Ok(())
+    }
+
+    fn topology(&self, cluster: &str, collector_id: &str, topology: meshfed_relay::proto::ClusterTopology) {
+        if let Some(hub) = &self.control {
+            hub.report_topology(cluster, collector_id, topology);
+        }
+    }
+
+    fn config_ack(&self, cluster: &str, collector_id: &str, ack: meshfed_relay::proto::ConfigAck) {
+        if let Some(hub) = &self.control {
+            hub.record_ack(cluster, collector_id, ack);
+        }
+    }
+
+    fn config_feed(&self, cluster: &str) -> Option<meshfed_relay::server::ConfigFeed> {
+        self.control.as_ref().map(|hub| hub.feed(cluster))
     }
 
     fn session_opened(&self, cluster: &str, _collector_id: &str) {

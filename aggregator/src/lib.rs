@@ -4,10 +4,12 @@
 //! - [`config`]: listen addresses and limits.
 //! - [`ingest`]: the relay sink writing into the store, tracking connected clusters.
 //! - [`graph`]: the service graph over the stored Istio series.
+//! - [`controller`]: the failover and routing controller's loop and its relay hub.
 //! - [`http`]: the HTTP router (Prometheus API, graph, metrics, health).
 //! - [`server`]: starting and stopping it all.
 
 pub mod config;
+pub mod controller;
 pub mod graph;
 pub mod graph_http;
 pub mod health;

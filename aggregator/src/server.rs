@@ -45,6 +45,8 @@ pub struct Aggregator {
     pub graph: Arc<GraphService>,
     /// Service health.
     pub health: Arc<HealthModel>,
+    /// The failover and routing controller.
+    pub controller: Arc<crate::controller::Controller>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -64,12 +66,18 @@ impl Aggregator {
             })?,
         );
         let health = Arc::new(HealthModel::new(config.health.clone()));
-        let ingest = Arc::new(StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table)));
+        let controller = Arc::new(crate::controller::Controller::new(config.controller.clone()));
+        let mut ingest = StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table));
+        if controller.enabled() {
+            ingest = ingest.with_control(Arc::clone(&controller.hub));
+        }
+        let ingest = Arc::new(ingest);
         let relay_metrics = RelayServerMetrics::default();
         let gauges = SelfGauges::default();
         let mut registry = Registry::default();
         relay_metrics.register(&mut registry);
         ingest.register(&mut registry);
+        controller.register(&mut registry);
         gauges.register(&mut registry);
 
         let bind = |addr: &str| {
@@ -154,7 +162,7 @@ impl Aggregator {
             gauges,
             graph: graph_state.clone(),
         };
-        let app = router(state);
+        let app = router(state).merge(crate::controller::http::router(Arc::clone(&controller)));
         let stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
             let serve =
@@ -184,6 +192,14 @@ impl Aggregator {
             &config.graph,
             shutdown.clone(),
         ));
+        if controller.enabled() {
+            tasks.push(crate::controller::spawn(
+                Arc::clone(&controller),
+                Arc::clone(&health),
+                Arc::clone(&graph),
+                shutdown.clone(),
+            ));
+        }
         if config.data_dir.is_some() {
             tasks.push(spawn_maintenance(Arc::clone(&store), shutdown.clone()));
         }
@@ -196,6 +212,7 @@ impl Aggregator {
             ingest,
             graph,
             health,
+            controller,
             tasks,
         })
     }

@@ -51,7 +51,17 @@ pub struct DemoArgs {
     /// Run the relay in plaintext instead of mTLS.
     #[arg(long)]
     insecure: bool,
+    /// Directory of VirtualDestination files for the failover controller (default: the shipped
+    /// `web-api.global`, deploy/examples/virtualdestination-web-api.yaml).
+    #[arg(long)]
+    virtual_destinations: Option<PathBuf>,
+    /// Write each cluster's generated Istio config as YAML under DIR/<cluster>/.
+    #[arg(long, value_name = "DIR")]
+    config_out: Option<PathBuf>,
 }
+
+/// The VirtualDestination the demo ships.
+const DEMO_VIRTUAL_DESTINATION: &str = include_str!("../../deploy/examples/virtualdestination-web-api.yaml");
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -76,6 +86,23 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
                 .clone()
                 .unwrap_or_else(|| std::env::temp_dir().join(format!("meshfed-demo-{}", std::process::id())))
         }),
+        controller_dir: None,
+        config_out: None,
+    };
+    let shipped_vd = match &args.virtual_destinations {
+        Some(_) => None,
+        None => {
+            let dir = std::env::temp_dir().join(format!("meshfed-demo-vd-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).context("creating the demo's VirtualDestination directory")?;
+            std::fs::write(dir.join("web-api-global.yaml"), DEMO_VIRTUAL_DESTINATION)
+                .context("writing the demo's VirtualDestination")?;
+            Some(dir)
+        }
+    };
+    let options = MeshOptions {
+        controller_dir: args.virtual_destinations.clone().or_else(|| shipped_vd.clone()),
+        config_out: args.config_out.clone(),
+        ..options
     };
     let tls_dir = options.tls_dir.clone();
     let mesh = LocalMesh::start(options).await?;
@@ -91,6 +118,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     );
     println!("  service graph:      http://{http}/api/v1/graph");
     println!("  self-metrics:       http://{http}/metrics");
+    println!("  failover status:    http://{http}/api/v1/virtualdestinations");
+    if let Some(dir) = &args.config_out {
+        println!("  generated config:   {}/<cluster>/", dir.display());
+    }
     if let Some(c) = mesh.sim.control_addr() {
         println!("  simulator control:  http://{c}/faults");
     }
@@ -98,7 +129,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         Some(d) => println!("  relay: mTLS, development certificates in {}", d.display()),
         None => println!("  relay: plaintext (--insecure)"),
     }
-    println!("  default scenario: cluster-1 web-api answers 30% 5xx from 60s to 180s. Ctrl-C stops.");
+    println!(
+        "  default scenario: cluster-1 web-api answers 30% 5xx from 60s to 180s; web-api.global fails over to cluster-2 and back. Ctrl-C stops."
+    );
     let mut summary = Summary::new(mesh.clusters.len());
     let mut tick = tokio::time::interval(Duration::from_secs(args.summary_secs.max(1)));
     tick.tick().await;
@@ -113,6 +146,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     mesh.shutdown().await;
+    if let Some(dir) = &shipped_vd {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     // Certificates the demo made for itself go with it.
     if args.certs_dir.is_none()
         && let Some(dir) = &tls_dir

@@ -30,6 +30,13 @@ pub struct MeshOptions {
     /// Run the relay with mTLS, writing a development CA and certificates into this directory;
     /// plaintext when `None`.
     pub tls_dir: Option<PathBuf>,
+    /// Run the failover controller on the `VirtualDestination` files in this directory. The
+    /// collectors then report the simulator's topology and apply the decided routing to it, so
+    /// decisions change the traffic that follows. Needs the simulator's control API
+    /// (`sim.control_listen`).
+    pub controller_dir: Option<PathBuf>,
+    /// Write every cluster's generated config under this directory (`<dir>/<cluster>/`).
+    pub config_out: Option<PathBuf>,
 }
 
 impl Default for MeshOptions {
@@ -41,6 +48,8 @@ impl Default for MeshOptions {
             scrape_interval_secs: 5.0,
             scrape_timeout_ms: None,
             tls_dir: None,
+            controller_dir: None,
+            config_out: None,
         }
     }
 }
@@ -86,8 +95,18 @@ impl LocalMesh {
                 .as_ref()
                 .map(|d| TlsFiles::in_dir(d, "aggregator")),
             insecure: options.tls_dir.is_none(),
+            controller: meshfed_aggregator::controller::ControllerConfig {
+                dir: options.controller_dir.clone(),
+                config_out: options.config_out.clone(),
+                ..Default::default()
+            },
             ..AggregatorConfig::default()
         };
+        let sim_url = sim.control_addr().map(|a| format!("http://{a}"));
+        if options.controller_dir.is_some() && sim_url.is_none() {
+            anyhow::bail!("the controller needs the simulator's control API (sim.control_listen)");
+        }
+        let sim_url = sim_url.filter(|_| options.controller_dir.is_some());
         let aggregator = Aggregator::start(&config, aggregator_stop.clone())
             .await
             .context("starting the aggregator")?;
@@ -121,6 +140,17 @@ impl LocalMesh {
                     ..TargetsConfig::default()
                 },
                 listen_addr: None,
+                topology: sim_url
+                    .as_ref()
+                    .map(|u| meshfed_collector::topology::TopologyConfig {
+                        url: Some(format!("{u}/topology/clusters/{cluster}")),
+                        file: None,
+                        refresh_secs: 5.0,
+                    }),
+                agent: meshfed_collector::agent::AgentConfig {
+                    gitops_dir: None,
+                    simulator_url: sim_url.clone(),
+                },
             };
             let stop = CancellationToken::new();
             collectors.push((stop.clone(), tokio::spawn(meshfed_collector::run(config, stop))));

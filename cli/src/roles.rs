@@ -172,6 +172,8 @@ pub async fn collector(args: CollectorArgs, shutdown: CancellationToken) -> anyh
             scrape: ScrapeConfig::default(),
             targets: TargetsConfig::default(),
             listen_addr: None,
+            topology: None,
+            agent: Default::default(),
         },
     };
     if let Some(c) = args.cluster {

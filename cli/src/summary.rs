@@ -1,4 +1,5 @@
-//! The demo's one-line live summary: connected clusters, series, ingest rate, graph edges.
+//! The demo's one-line live summary: connected clusters, series, ingest rate, graph edges,
+//! unhealthy services and the routing the failover controller decided.
 
 use std::time::Instant;
 
@@ -68,8 +69,28 @@ impl Summary {
         } else {
             unhealthy.join(", ")
         };
+        let routing: String = aggregator
+            .controller
+            .statuses()
+            .0
+            .iter()
+            .filter_map(|r| {
+                let d = r.status.last_decision.as_ref()?;
+                let host = r.hosts.first()?;
+                let applied = r
+                    .delivery
+                    .iter()
+                    .filter(|d| d.applied_version == Some(d.version) && d.errors.is_empty())
+                    .count();
+                Some(format!(
+                    " | {host} -> {} (applied {applied}/{})",
+                    meshfed_aggregator::controller::weights_text(&d.weights),
+                    r.delivery.len()
+                ))
+            })
+            .collect();
         format!(
-            "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges} | {health}",
+            "[{:>5}s] clusters {connected}/{} connected | series {} | {:.0} samples/s | {edges} | {health}{routing}",
             self.started.elapsed().as_secs(),
             self.clusters_expected,
             stats.series,

@@ -50,6 +50,12 @@ pub struct CollectorConfig {
     /// Address for the collector's own `/metrics` and health endpoints; none when absent.
     #[serde(default)]
     pub listen_addr: Option<String>,
+    /// Where to read this cluster's topology for the failover controller; not reported when absent.
+    #[serde(default)]
+    pub topology: Option<crate::topology::TopologyConfig>,
+    /// Where to apply the controller's config snapshots.
+    #[serde(default)]
+    pub agent: crate::agent::AgentConfig,
 }
 
 /// Relay client settings.

@@ -9,8 +9,11 @@
 //! - [`reduce`]: edge reduction of per-pod counters and histograms to workload level.
 //! - [`manager`]: one loop per target, started and stopped as discovery changes.
 //! - [`metrics`]: the collector's own telemetry.
+//! - [`topology`]: reports the cluster's services, endpoints and gateways to the controller.
+//! - [`agent`]: applies the controller's config snapshots (GitOps directory, simulator).
 //! - [`run`]: wiring it all together until shutdown.
 
+pub mod agent;
 pub mod config;
 pub mod discovery;
 pub mod manager;
@@ -19,6 +22,7 @@ pub mod reduce;
 pub mod relabel;
 pub mod run;
 pub mod scrape;
+pub mod topology;
 
 pub use config::CollectorConfig;
 pub use run::run;

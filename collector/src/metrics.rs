@@ -31,6 +31,12 @@ pub struct CollectorMetrics {
     pub reduction_series_out: Gauge,
     /// Edge reduction: `series_in / series_out` at the last flush (0 before the first).
     pub reduction_ratio: Gauge<f64, AtomicU64>,
+    /// Version of the last config snapshot the agent applied (0 before the first).
+    pub config_version: Gauge,
+    /// Objects (or whole snapshots) the agent failed to apply.
+    pub config_apply_errors: Counter,
+    /// Topology reports that could not be read.
+    pub topology_errors: Counter,
 }
 
 impl CollectorMetrics {
@@ -78,6 +84,21 @@ impl CollectorMetrics {
             "reduction_ratio",
             "Series in per series out of edge reduction",
             self.reduction_ratio.clone(),
+        );
+        r.register(
+            "config_version",
+            "Version of the last config snapshot applied",
+            self.config_version.clone(),
+        );
+        r.register(
+            "config_apply_errors",
+            "Config objects or snapshots that failed to apply",
+            self.config_apply_errors.clone(),
+        );
+        r.register(
+            "topology_errors",
+            "Topology reports that could not be read",
+            self.topology_errors.clone(),
         );
     }
 

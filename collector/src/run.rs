@@ -69,6 +69,22 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     }
 
     info!(cluster = %config.cluster, "Collector started.");
+    let side_stop = CancellationToken::new();
+    let mut side_tasks = vec![tokio::spawn(crate::agent::run(
+        config.agent.clone(),
+        config.cluster.clone(),
+        relay.clone(),
+        metrics.clone(),
+        side_stop.clone(),
+    ))];
+    if let Some(topology) = &config.topology {
+        side_tasks.push(tokio::spawn(crate::topology::run(
+            topology.clone(),
+            relay.clone(),
+            metrics.clone(),
+            side_stop.clone(),
+        )));
+    }
     let mut manager = ScrapeManager::new(
         config.scrape.clone(),
         config.cluster.clone(),
@@ -93,6 +109,10 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             manager.sync(&targets);
             known = targets;
         }
+    }
+    side_stop.cancel();
+    for t in side_tasks {
+        let _ = t.await;
     }
     manager.shutdown().await;
     relay_stop.cancel();

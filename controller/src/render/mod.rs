@@ -52,6 +52,17 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
         }
     }
+    /// The kind named `s` (as [`Kind::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Kind> {
+        [
+            Kind::ServiceEntry,
+            Kind::WorkloadEntry,
+            Kind::DestinationRule,
+            Kind::VirtualService,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// One generated Istio object.
