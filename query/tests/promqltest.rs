@@ -12,7 +12,56 @@ use meshfed_store::{Store, StoreOptions};
 use script::{Cmd, Eval, Expect, When};
 
 /// Regression floor: raise it when more cases pass.
-const MIN_PASSED: usize = 1215;
+const MIN_PASSED: usize = 1229;
+
+/// Evals that do not need native histograms yet cannot pass, named by file and expression, with
+/// the reason. Every other eval that fails is a test failure.
+const KNOWN_UNSUPPORTED: &[(&str, &str, &str)] = &[
+    // Extended range selectors are experimental (`--enable-feature=promql-extended-range-selectors`)
+    // and promql-parser 0.11 has no `smoothed`/`anchored` modifiers, so these `eval_fail` cases get
+    // a parse error instead of Prometheus' "modifier can only be used with" message.
+    ("extended_vectors.test", "deriv(foo[3m] smoothed)", EXTENDED),
+    ("extended_vectors.test", "resets(foo[3m] smoothed)", EXTENDED),
+    ("extended_vectors.test", "changes(foo[3m] smoothed)", EXTENDED),
+    (
+        "extended_vectors.test",
+        "max_over_time(foo[3m] smoothed)",
+        EXTENDED,
+    ),
+    (
+        "extended_vectors.test",
+        "predict_linear(foo[3m] smoothed, 4)",
+        EXTENDED,
+    ),
+    ("extended_vectors.test", "deriv(foo[3m] anchored)", EXTENDED),
+    (
+        "extended_vectors.test",
+        "max_over_time(foo[3m] anchored)",
+        EXTENDED,
+    ),
+    (
+        "extended_vectors.test",
+        "predict_linear(foo[3m] anchored, 4)",
+        EXTENDED,
+    ),
+    // Go's "\xff" is the single byte 0xFF, an invalid UTF-8 label name that Prometheus rejects.
+    // promql-parser decodes `\xNN` to the code point U+00NN ("ÿ", a valid UTF-8 name), so the
+    // engine never sees the invalid name.
+    (
+        "functions.test",
+        r#"label_replace(testmetric, "\xff", "", "src", "(.*)")"#,
+        "promql-parser decodes \\xff to U+00FF, a valid label name",
+    ),
+];
+
+const EXTENDED: &str = "experimental extended range selectors (smoothed/anchored) not parsed";
+
+fn known_unsupported(file: &str, expr: &str) -> Option<&'static str> {
+    KNOWN_UNSUPPORTED
+        .iter()
+        .find(|(f, e, _)| *f == file && *e == expr)
+        .map(|(_, _, why)| *why)
+}
 
 #[derive(Default)]
 struct Tally {
@@ -20,6 +69,8 @@ struct Tally {
     failed: usize,
     unsupported: usize,
     parser_gap: usize,
+    /// Failures named in [`KNOWN_UNSUPPORTED`] (also counted in `unsupported`).
+    known: usize,
     failures: Vec<String>,
 }
 
@@ -126,6 +177,7 @@ fn check(engine: &Engine, e: &Eval) -> Outcome {
             Outcome::Pass
         }
         (Expect::Range(exp), Ok(Value::Matrix(m))) => compare_range(exp, &m, &e.when),
+        (Expect::RangeVector { grid, series }, Ok(Value::Matrix(m))) => compare_range(series, &m, grid),
         (_, Ok(v)) => Outcome::Fail(format!("unexpected result type {}", v.type_name())),
     }
 }
@@ -246,6 +298,14 @@ fn run_file(path: &std::path::Path) -> Tally {
                             println!("UNSUPPORTED {name}:{} `{}` — {why}", e.line, e.expr);
                         }
                     }
+                    Outcome::Fail(why) if known_unsupported(&name, &e.expr).is_some() => {
+                        tally.unsupported += 1;
+                        tally.known += 1;
+                        if std::env::var_os("PROMQLTEST_VERBOSE").is_some() {
+                            let reason = known_unsupported(&name, &e.expr).unwrap_or_default();
+                            println!("KNOWN {name}:{} `{}` — {reason} ({why})", e.line, e.expr);
+                        }
+                    }
                     Outcome::Fail(why) => {
                         tally.failed += 1;
                         let expr: String = e.expr.chars().take(90).collect();
@@ -270,7 +330,7 @@ fn prometheus_promql_test_scripts() {
     files.retain(|p| p.extension().is_some_and(|e| e == "test"));
     files.sort();
     let only = std::env::var("PROMQLTEST_FILE").ok();
-    let (mut passed, mut failed, mut unsupported, mut parser_gap) = (0, 0, 0, 0);
+    let (mut passed, mut failed, mut unsupported, mut parser_gap, mut known) = (0, 0, 0, 0, 0);
     let mut failures = Vec::new();
     for f in &files {
         let name = f
@@ -289,6 +349,7 @@ fn prometheus_promql_test_scripts() {
         failed += t.failed;
         unsupported += t.unsupported;
         parser_gap += t.parser_gap;
+        known += t.known;
         failures.extend(t.failures);
     }
     println!(
@@ -303,7 +364,19 @@ fn prometheus_promql_test_scripts() {
         println!("FAIL {f}");
     }
     assert!(
-        passed >= MIN_PASSED,
+        failures.is_empty(),
+        "{} promqltest evals failed that are not native-histogram, experimental or known-unsupported",
+        failures.len()
+    );
+    if only.is_none() {
+        assert_eq!(
+            known,
+            KNOWN_UNSUPPORTED.len(),
+            "every KNOWN_UNSUPPORTED entry must still fail (remove the ones that now pass)"
+        );
+    }
+    assert!(
+        only.is_some() || passed >= MIN_PASSED,
         "only {passed} promqltest cases passed, expected at least {MIN_PASSED}"
     );
 }

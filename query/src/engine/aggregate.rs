@@ -71,7 +71,10 @@ impl Evaluator<'_> {
                 let label = string_param.ok_or_else(|| QueryError::bad("missing parameter"))?;
                 return Ok(Val::Vector(count_values(&label, &input, &groups, steps)?));
             }
-            token::T_LIMIT_RATIO => return Err(QueryError::Unsupported("limit_ratio".into())),
+            token::T_LIMIT_RATIO => {
+                let ratio = scalar_param.ok_or_else(|| QueryError::bad("missing parameter"))?;
+                return Ok(Val::Vector(super::ratio::limit_ratio(&input, &ratio, steps)));
+            }
             _ => {}
         }
         let mut out = Vec::with_capacity(groups.len());

@@ -4,6 +4,7 @@
 mod aggregate;
 mod binary;
 mod eval;
+mod ratio;
 pub mod selector;
 
 use std::cell::Cell;

@@ -20,6 +20,12 @@ pub enum Expect {
     },
     Scalar(f64),
     Range(Vec<(Labels, Vec<Option<f64>>)>),
+    /// An instant query returning a range vector (`expect range vector from <t> to <t> step <d>`):
+    /// the raw samples must sit on that grid.
+    RangeVector {
+        grid: When,
+        series: Vec<(Labels, Vec<Option<f64>>)>,
+    },
     String(String),
     Unsupported,
 }
@@ -125,6 +131,7 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
     let mut regex = None;
     let mut unsupported = false;
     let mut string = None;
+    let mut range_vector = None;
     let mut results: Vec<&str> = Vec::new();
     for l in block {
         if let Some(e) = l.strip_prefix("expect") {
@@ -141,6 +148,11 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
                 ordered = true;
             } else if let Some(s) = e.strip_prefix("string") {
                 string = Some(unquote(s.trim()).unwrap_or_default());
+            } else if let Some(r) = e.strip_prefix("range vector") {
+                match parse_when(&format!("range {} x", r.trim())) {
+                    (grid @ When::Range { .. }, _) => range_vector = Some(grid),
+                    _ => unsupported = true,
+                }
             } else if e.starts_with("range") {
                 unsupported = true;
             }
@@ -154,6 +166,11 @@ fn parse_eval(line: usize, word: &str, rest: &str, block: &[&str]) -> Eval {
         Expect::Fail { msg, regex }
     } else if let Some(s) = string {
         Expect::String(s)
+    } else if let Some(grid) = range_vector {
+        match parse_results(&grid, false, &results) {
+            Expect::Range(series) => Expect::RangeVector { grid, series },
+            other => other,
+        }
     } else {
         parse_results(&when, ordered, &results)
     };
