@@ -45,14 +45,14 @@ pub struct GraphState {
     pub rendered: Arc<parking_lot::Mutex<RenderCache>>,
 }
 
-/// Rendered graph bodies of the current snapshot generation.
+/// Rendered graph bodies, each with the time of the window snapshot it was rendered from (a
+/// refresh that leaves a window's snapshot alone keeps its bodies).
 #[derive(Debug, Default)]
 pub struct RenderCache {
-    generation: i64,
-    bodies: std::collections::HashMap<String, axum::body::Bytes>,
+    bodies: std::collections::HashMap<String, (i64, axum::body::Bytes)>,
 }
 
-/// Distinct query strings kept per snapshot generation.
+/// Distinct query strings kept.
 const RENDER_CACHE_ENTRIES: usize = 64;
 
 /// The request's parameters with defaults applied, as a cache key.
@@ -89,26 +89,34 @@ impl GraphState {
 /// set, since serialising a large graph costs far more than sending it.
 fn cached_json(state: &GraphState, p: &GraphParams) -> Result<axum::body::Bytes, String> {
     let key = cache_key(state, p);
-    let generation = state.graph.generation();
-    if let Some(body) = {
-        let cache = state.rendered.lock();
-        (cache.generation == generation)
-            .then(|| cache.bodies.get(&key).cloned())
-            .flatten()
-    } {
-        return Ok(body);
+    let window = p
+        .window
+        .as_deref()
+        .unwrap_or_else(|| state.graph.shortest_window());
+    let stamp = state
+        .graph
+        .windows()
+        .get(window)
+        .and_then(|&w| state.graph.snapshot_time(w));
+    if let Some(stamp) = stamp
+        && let Some((at, body)) = state.rendered.lock().bodies.get(&key)
+        && *at == stamp
+    {
+        return Ok(body.clone());
     }
     let g = build(state, p)?;
     let body = axum::body::Bytes::from(
         serde_json::to_vec(&json!({"status": "success", "data": g})).map_err(|e| e.to_string())?,
     );
-    let mut cache = state.rendered.lock();
-    if cache.generation != generation {
-        cache.generation = generation;
-        cache.bodies.clear();
-    }
-    if cache.bodies.len() < RENDER_CACHE_ENTRIES {
-        cache.bodies.insert(key, body.clone());
+    // Only a body of the snapshot it was built from may be cached.
+    if let Some(stamp) = stamp
+        && g.timestamp == stamp as f64 / 1000.0
+    {
+        let mut cache = state.rendered.lock();
+        if cache.bodies.len() >= RENDER_CACHE_ENTRIES && !cache.bodies.contains_key(&key) {
+            cache.bodies.clear();
+        }
+        cache.bodies.insert(key, (stamp, body.clone()));
     }
     Ok(body)
 }

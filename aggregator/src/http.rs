@@ -67,7 +67,23 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .with_state(state.clone());
     own.merge(crate::graph_http::routes(state.graph.clone()))
-        .merge(meshfed_query::router(Arc::clone(&state.engine)))
+        .merge(meshfed_query::router_with_sql(
+            Arc::clone(&state.engine),
+            sql_engine(&state),
+        ))
+}
+
+/// `/api/v1/sql` over the store's `series` and `samples` plus the graph's `edges` and `health`.
+fn sql_engine(state: &AppState) -> Arc<meshfed_query::SqlEngine> {
+    let sql = meshfed_query::SqlEngine::new(
+        Arc::clone(state.engine.store()),
+        meshfed_query::SqlOptions::default(),
+    );
+    let (graph, health) = (&state.graph.graph, &state.graph.health);
+    if let Err(e) = crate::graph::sql::register(sql.context(), Arc::clone(graph), Arc::clone(health)) {
+        tracing::error!(error = %e, "Registering the graph's SQL tables failed.");
+    }
+    Arc::new(sql)
 }
 
 /// A Prometheus-style error response.

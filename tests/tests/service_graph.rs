@@ -391,6 +391,82 @@ async fn graph_health_and_stream_endpoints_over_http() {
     );
     assert!(rows.iter().all(|r| r["state"] == "healthy"), "{health}");
 
+    // The same graph and health through SQL: the latest snapshot of each window. The
+    // background refresh (on the wall clock, where this mesh has no data) may replace the
+    // snapshot between the two reads: then both are read again.
+    let sql = |q: &str| {
+        client
+            .post(format!("http://{addr}/api/v1/sql"))
+            .header("content-type", "text/plain")
+            .body(q.to_owned())
+            .send()
+    };
+    let at = mesh.unix_ms(60_000);
+    let mut compared = false;
+    for _ in 0..3 {
+        mesh.aggregator.graph.refresh_all(at);
+        let api: serde_json::Value = serde_json::from_str(
+            &get("/api/v1/graph", &[("window", "1m")])
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let r = sql(
+            "SELECT source, destination, request_rate, CAST(ts AS BIGINT) FROM edges \
+             WHERE window = '1m' ORDER BY source, destination",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let rows_of = body["data"]["rows"].as_array().unwrap();
+        let stamps_ok = api["data"]["timestamp"].as_f64() == Some(at as f64 / 1000.0)
+            && rows_of.iter().all(|r| r[3].as_i64() == Some(at));
+        if !stamps_ok {
+            continue;
+        }
+        let got: Vec<(String, String, f64)> = rows_of
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().to_owned(),
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let mut want: Vec<(String, String, f64)> = api["data"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["source"].as_str().unwrap().to_owned(),
+                    e["target"].as_str().unwrap().to_owned(),
+                    e["request_rate"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert!(want.len() > 5);
+        assert_eq!(got.len(), want.len(), "{body}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, &g.1), (&w.0, &w.1));
+            assert!(close(g.2, w.2), "{g:?} vs {w:?}");
+        }
+        compared = true;
+        break;
+    }
+    assert!(compared, "the snapshot kept changing under the comparison");
+    let r = sql("SELECT count(*) AS n FROM health WHERE state = 'healthy'")
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["data"]["rows"][0][0], rows.len(), "{body}");
+
     // The stream sends edges at each refresh (the aggregator's refresh is 5 s by default; the
     // first tick is immediate).
     let mut stream = get("/api/v1/stream", &[("edges", "true")]).await.unwrap();
