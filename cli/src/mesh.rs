@@ -150,6 +150,7 @@ impl LocalMesh {
                 agent: meshfed_collector::agent::AgentConfig {
                     gitops_dir: None,
                     simulator_url: sim_url.clone(),
+                    kubernetes: None,
                 },
             };
             let stop = CancellationToken::new();

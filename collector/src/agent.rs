@@ -4,11 +4,14 @@
 //! A snapshot is the complete set of meshfed-owned Istio objects this cluster should have; each
 //! sink makes its target match it and removes only what meshfed owns:
 //! - [`gitops`]: one YAML file per object in a directory (stable names, canonical content);
+//! - [`kubernetes`]: server-side apply to the cluster's API server with meshfed's field manager,
+//!   pruning only objects meshfed owns (label and field manager);
 //! - [`simulator`]: the simulator's routing API, so simulated clients obey the decided weights.
 //!
 //! When the aggregator is unreachable nothing is applied or removed: the last applied config stays.
 
 pub mod gitops;
+pub mod kubernetes;
 pub mod simulator;
 
 use std::path::PathBuf;
@@ -34,6 +37,22 @@ pub struct AgentConfig {
     /// Apply `VirtualService` weights to a meshfed simulator's control API (`http://host:port`).
     #[serde(default)]
     pub simulator_url: Option<String>,
+    /// Server-side apply to the Kubernetes API (in-cluster config or `KUBECONFIG`).
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesConfig>,
+}
+
+/// The Kubernetes sink's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// The field manager of meshfed's server-side applies (and the owner test when pruning).
+    #[serde(default = "default_field_manager")]
+    pub field_manager: String,
+}
+
+fn default_field_manager() -> String {
+    "meshfed".into()
 }
 
 /// A sink the agent applies snapshots to.
@@ -54,6 +73,18 @@ pub async fn run(
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(dir) = &config.gitops_dir {
         sinks.push(Box::new(gitops::GitOpsSink::new(dir.clone())));
+    }
+    if let Some(k) = &config.kubernetes {
+        match kube::Client::try_default().await {
+            Ok(client) => sinks.push(Box::new(kubernetes::KubernetesSink::new(
+                client,
+                k.field_manager.clone(),
+            ))),
+            Err(e) => {
+                warn!(error = %e, "No Kubernetes client; every snapshot will be acked with this error.");
+                sinks.push(Box::new(Unavailable(format!("no Kubernetes client: {e}"))));
+            }
+        }
     }
     if let Some(url) = &config.simulator_url {
         sinks.push(Box::new(simulator::SimulatorSink::new(url.clone(), cluster)));
@@ -82,6 +113,25 @@ pub async fn run(
             }
         }
         relay.ack_config(ack);
+    }
+}
+
+/// A sink that could not be set up: reports why for every snapshot.
+struct Unavailable(String);
+
+impl Sink for Unavailable {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn apply<'a>(&'a self, _objects: &'a [IstioObject]) -> futures::future::BoxFuture<'a, Vec<ConfigError>> {
+        let message = self.0.clone();
+        Box::pin(async move {
+            vec![ConfigError {
+                object: String::new(),
+                message,
+            }]
+        })
     }
 }
 
