@@ -367,14 +367,17 @@ pub fn health_view(health: &HealthModel, now_ms: i64) -> HealthView {
     }
 }
 
-/// Clusters with callers of each host's backing services, from the longest graph window.
+/// Clusters with callers of each host's backing services in any graph window: the shortest is
+/// refreshed most often (new callers appear quickly), the longest keeps a caller that paused
+/// (placement does not flap).
 pub fn clients(vds: &[VirtualDestination], topology: &Topology, graph: &GraphService) -> Clients {
-    let Some(window) = graph.windows().values().max().copied() else {
-        return Clients::new();
-    };
-    let snapshot = graph.snapshot(window, None);
+    let snapshots: Vec<_> = graph
+        .windows()
+        .values()
+        .map(|w| graph.snapshot(*w, None))
+        .collect();
     let mut callers: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
-    for (edge, _) in &snapshot.edges {
+    for (edge, _) in snapshots.iter().flat_map(|s| s.edges.iter()) {
         let (src, dst) = (&edge.source, &edge.destination);
         if &*src.cluster == "unknown" || dst.service.is_empty() {
             continue;

@@ -75,10 +75,20 @@ async fn failing_web_api_shifts_web_api_global_to_cluster_2_and_back() {
     let one = |c: &str| BTreeMap::from([(c.to_owned(), 100)]);
 
     // Converged: all healthy, priority order, applied in every cluster with frontends.
-    wait_for("routing to cluster-1 applied", Duration::from_secs(40), || {
+    let converged = wait_for("routing to cluster-1 applied", Duration::from_secs(40), || {
         weights(&mesh) == one("cluster-1") && sim_routes_to(&mesh, "cluster-1")
-    })
-    .await;
+    });
+    tokio::select! {
+        _ = converged => {}
+        _ = tokio::time::sleep(Duration::from_secs(39)) => {
+            panic!(
+                "not converged: decision {:?}, simulator rules {:?}, status {:?}",
+                mesh.aggregator.controller.decision(KEY),
+                mesh.sim.mesh().routing().rules,
+                mesh.aggregator.controller.statuses(),
+            );
+        }
+    }
     for c in ["cluster-1", "cluster-2", "cluster-3"] {
         let files = std::fs::read_dir(out.join(c)).unwrap().count();
         assert!(files >= 4, "{c}: {files} files in --config-out");
