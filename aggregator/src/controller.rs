@@ -50,6 +50,10 @@ pub struct ControllerConfig {
     pub interval_ms: u64,
     /// Also write every cluster's snapshot as YAML files under `<config_out>/<cluster>/`.
     pub config_out: Option<PathBuf>,
+    /// After the aggregator starts, wait this long before the first pass, so every cluster's
+    /// collector has reconnected and its health has data. Until then nothing is published and
+    /// the agents keep the config they last applied.
+    pub warmup_ms: u64,
 }
 
 impl Default for ControllerConfig {
@@ -58,6 +62,7 @@ impl Default for ControllerConfig {
             dir: None,
             interval_ms: 1_000,
             config_out: None,
+            warmup_ms: 15_000,
         }
     }
 }
@@ -116,6 +121,7 @@ pub struct Controller {
     pub hub: Arc<ControlHub>,
     state: Mutex<State>,
     metrics: Metrics,
+    started: std::time::Instant,
 }
 
 impl Controller {
@@ -126,6 +132,7 @@ impl Controller {
             hub: Arc::new(ControlHub::default()),
             state: Mutex::default(),
             metrics: Metrics::default(),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -169,6 +176,9 @@ impl Controller {
     /// One pass at `now_ms`.
     pub fn pass(&self, health: &HealthModel, graph: &GraphService, now_ms: i64) {
         let Some(dir) = &self.config.dir else { return };
+        if self.started.elapsed() < Duration::from_millis(self.config.warmup_ms) {
+            return;
+        }
         self.metrics.passes.inc();
         let (vds, file_errors) = load(dir);
         let topology = self.hub.topology();
@@ -426,4 +436,82 @@ pub fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshfed_relay::proto;
+
+    fn topology(cluster: &str) -> proto::ClusterTopology {
+        proto::ClusterTopology {
+            network: String::new(),
+            gateways: vec![format!("gw.{cluster}")],
+            services: vec![proto::ServiceTopology {
+                name: "web-api".into(),
+                namespace: "web".into(),
+                labels: Vec::new(),
+                ports: vec![8080],
+                endpoints: vec![proto::Endpoint {
+                    address: format!("10.0.0.{}", cluster.len()),
+                    ..Default::default()
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_reported_and_the_good_resource_still_publishes() {
+        let dir = std::env::temp_dir().join(format!("meshfed-controller-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let good = include_str!("../../deploy/examples/virtualdestination-web-api.yaml");
+        std::fs::write(dir.join("a-good.yaml"), good).unwrap_or_default();
+        std::fs::write(
+            dir.join("b-bad.yaml"),
+            "kind: VirtualDestination\nspec: [not, a, map]\n",
+        )
+        .unwrap_or_default();
+        let controller = Controller::new(ControllerConfig {
+            dir: Some(dir.clone()),
+            warmup_ms: 0,
+            ..ControllerConfig::default()
+        });
+        controller
+            .hub
+            .report_topology("cluster-1", "c1", topology("cluster-1"));
+        controller
+            .hub
+            .report_topology("cluster-2", "c2", topology("cluster-2"));
+        let feed = controller.hub.feed("cluster-1");
+        let health = HealthModel::new(Default::default());
+        let graph = GraphService::new(&["1m".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+        controller.pass(&health, &graph, 1_000_000);
+
+        let (resources, file_errors) = controller.statuses();
+        assert_eq!(file_errors.len(), 1, "{file_errors:?}");
+        assert!(file_errors[0].contains("b-bad.yaml"), "{}", file_errors[0]);
+        assert_eq!(resources.len(), 1);
+        assert!(
+            resources[0].status.errors.is_empty(),
+            "{:?}",
+            resources[0].status.errors
+        );
+        assert_eq!(resources[0].hosts, vec!["web-api.global".to_owned()]);
+        let decision = controller
+            .decision("web.web-api")
+            .unwrap_or_else(|| panic!("no decision"));
+        assert!(
+            decision.fail_static,
+            "no health data yet: keep/priority, marked fail-static"
+        );
+        let snapshot = feed
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| panic!("nothing published"));
+        assert!(snapshot.objects.iter().any(|o| o.kind == "VirtualService"));
+        // Same inputs, same objects: no new version.
+        controller.pass(&health, &graph, 1_001_000);
+        assert_eq!(feed.borrow().as_ref().map(|s| s.version), Some(snapshot.version));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
