@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p meshfed-store --example remote_write_load -- \
 //!     (--url http://127.0.0.1:9090/api/v1/write | --store DIR) \
-//!     [--series 100000] [--samples 480] [--start-ms <now - samples×15 s - 10 min>]
+//!     [--series 100000] [--samples 480] [--start-ms <now - samples×15 s - 10 min>] [--histograms]
 //! ```
 //!
 //! Data: `series` counters scraped every 15 s for `samples` scrapes. Timestamps are exact
@@ -16,6 +16,11 @@
 //! series-major, 1 000 series (40 000 samples) per request, two sender threads kept in step
 //! by a barrier — every sample of a series is in time order and no two rounds overlap, which both
 //! Prometheus (1 h appendable window) and VictoriaMetrics accept.
+//!
+//! With `--histograms` (the query benchmark, `bench/query-vs-prometheus`), series come in groups
+//! of 21: the counter and its 20 `istio_request_duration_milliseconds_bucket` series (Istio's
+//! default `le` bounds, same other labels), each bucket growing by the counter's increment times
+//! a fixed cumulative fraction, so the buckets are cumulative and `le="+Inf"` equals the counter.
 //!
 //! Prints one `key=value` line per measurement on stdout.
 
@@ -46,6 +51,7 @@ struct Args {
     series: usize,
     samples: usize,
     start_ms: i64,
+    histograms: bool,
 }
 
 fn args() -> Args {
@@ -55,6 +61,7 @@ fn args() -> Args {
         series: 100_000,
         samples: 480,
         start_ms: i64::MIN,
+        histograms: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,6 +72,7 @@ fn args() -> Args {
             "--series" => a.series = value().parse().unwrap(),
             "--samples" => a.samples = value().parse().unwrap(),
             "--start-ms" => a.start_ms = value().parse().unwrap(),
+            "--histograms" => a.histograms = true,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -89,6 +97,57 @@ fn increment(series: usize, k: usize) -> f64 {
     x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x ^= x >> 29;
     (x.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 40) as f64 % 5.0
+}
+
+/// Istio's default `le` bounds of `istio_request_duration_milliseconds` and the cumulative share
+/// of requests at or below each.
+const BUCKETS: [(&str, f64); 20] = [
+    ("0.5", 0.01),
+    ("1", 0.03),
+    ("5", 0.10),
+    ("10", 0.20),
+    ("25", 0.40),
+    ("50", 0.60),
+    ("100", 0.75),
+    ("250", 0.85),
+    ("500", 0.90),
+    ("1000", 0.94),
+    ("2500", 0.97),
+    ("5000", 0.98),
+    ("10000", 0.99),
+    ("30000", 0.995),
+    ("60000", 0.997),
+    ("300000", 0.998),
+    ("600000", 0.999),
+    ("1800000", 0.9995),
+    ("3600000", 0.9999),
+    ("+Inf", 1.0),
+];
+
+/// The labels of series `i` (see the module docs for `--histograms`).
+fn series_labels(i: usize, histograms: bool) -> meshfed_model::Labels {
+    if !histograms {
+        return istio::istio_series(i);
+    }
+    let (group, slot) = (i / (BUCKETS.len() + 1), i % (BUCKETS.len() + 1));
+    let counter = istio::istio_series(group);
+    if slot == 0 {
+        return counter;
+    }
+    let mut b = counter.to_builder();
+    b.set("__name__", "istio_request_duration_milliseconds_bucket");
+    b.set("le", BUCKETS[slot - 1].0);
+    b.build()
+}
+
+/// The increment of series `i` at scrape `k` (see [`increment`] and `--histograms`).
+fn step_increment(i: usize, k: usize, histograms: bool) -> f64 {
+    if !histograms {
+        return increment(i, k);
+    }
+    let (group, slot) = (i / (BUCKETS.len() + 1), i % (BUCKETS.len() + 1));
+    let share = if slot == 0 { 1.0 } else { BUCKETS[slot - 1].1 };
+    increment(group, k) * share
 }
 
 /// Resident set size of this process, from `/proc/self/status`.
@@ -175,9 +234,10 @@ fn main() {
                         if let Some(store) = store {
                             batch.clear();
                             for i in ids {
-                                let r = *refs[i].get_or_init(|| store.get_or_create(&istio::istio_series(i)));
+                                let r = *refs[i]
+                                    .get_or_init(|| store.get_or_create(&series_labels(i, a.histograms)));
                                 for k in ks.clone() {
-                                    values[i] += increment(i, k);
+                                    values[i] += step_increment(i, k, a.histograms);
                                     batch.push((r, a.start_ms + k as i64 * STEP_MS, values[i]));
                                 }
                             }
@@ -187,7 +247,7 @@ fn main() {
                         }
                         let mut req = prompb::WriteRequest::default();
                         for i in ids {
-                            let labels = istio::istio_series(i)
+                            let labels = series_labels(i, a.histograms)
                                 .iter()
                                 .map(|l| prompb::Label {
                                     name: l.name.to_string(),
@@ -197,7 +257,7 @@ fn main() {
                             let samples = ks
                                 .clone()
                                 .map(|k| {
-                                    values[i] += increment(i, k);
+                                    values[i] += step_increment(i, k, a.histograms);
                                     prompb::Sample {
                                         value: values[i],
                                         timestamp: a.start_ms + k as i64 * STEP_MS,
