@@ -20,6 +20,7 @@ pub struct StoreIngest {
     graph: Arc<EdgeTable>,
     sessions: Mutex<BTreeMap<String, usize>>,
     control: Option<Arc<crate::controller::hub::ControlHub>>,
+    metadata: Option<Arc<crate::metadata::MetadataStore>>,
     refused: Family<Vec<(String, String)>, Counter>,
     appended: Counter,
 }
@@ -32,6 +33,7 @@ impl StoreIngest {
             graph,
             sessions: Mutex::new(BTreeMap::new()),
             control: None,
+            metadata: None,
             refused: Family::default(),
             appended: Counter::default(),
         }
@@ -40,6 +42,12 @@ impl StoreIngest {
     /// Hands topology reports and config acks to the controller and serves its snapshots.
     pub fn with_control(mut self, hub: Arc<crate::controller::hub::ControlHub>) -> Self {
         self.control = Some(hub);
+        self
+    }
+
+    /// Keeps the metric metadata collectors report in `store` (served at `/api/v1/metadata`).
+    pub fn with_metadata(mut self, store: Arc<crate::metadata::MetadataStore>) -> Self {
+        self.metadata = Some(store);
         self
     }
 
@@ -93,6 +101,12 @@ impl Ingest for StoreIngest {
             }
         }
         Ok(())
+    }
+
+    fn metadata(&self, cluster: &str, entries: &[meshfed_relay::proto::MetricMetadata]) {
+        if let Some(store) = &self.metadata {
+            store.update(cluster, entries);
+        }
     }
 
     fn topology(&self, cluster: &str, collector_id: &str, topology: meshfed_relay::proto::ClusterTopology) {

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: listen addresses and limits.
 //! - [`ingest`]: the relay sink writing into the store, tracking connected clusters.
+//! - [`metadata`]: metric HELP/TYPE/UNIT reported by collectors, for `/api/v1/metadata`.
 //! - [`graph`]: the service graph over the stored Istio series.
 //! - [`controller`]: the failover and routing controller's loop and its relay hub.
 //! - [`http`]: the HTTP router (Prometheus API, graph, metrics, health).
@@ -15,6 +16,7 @@ pub mod graph_http;
 pub mod health;
 pub mod http;
 pub mod ingest;
+pub mod metadata;
 pub mod server;
 
 pub use config::AggregatorConfig;

@@ -24,6 +24,7 @@ use crate::graph_http::GraphState;
 use crate::health::HealthModel;
 use crate::http::{AppState, SelfGauges, router};
 use crate::ingest::StoreIngest;
+use crate::metadata::{MetadataLimits, MetadataStore};
 use crate::{Error, Result};
 
 /// How long HTTP responses in flight may take to finish after shutdown starts.
@@ -54,7 +55,10 @@ impl Aggregator {
     /// Binds both listeners (port 0 picks a free port) and starts serving until `shutdown` fires.
     pub async fn start(config: &AggregatorConfig, shutdown: CancellationToken) -> Result<Self> {
         let store = Arc::new(open_store(config)?);
-        let engine = Arc::new(Engine::new(Arc::clone(&store), EngineOptions::default()));
+        let metadata = Arc::new(MetadataStore::new(MetadataLimits::default()));
+        let engine = Arc::new(
+            Engine::new(Arc::clone(&store), EngineOptions::default()).with_metadata(metadata.clone()),
+        );
         config.validate().map_err(|reason| Error::Config {
             path: "aggregator config".into(),
             reason,
@@ -67,7 +71,8 @@ impl Aggregator {
         );
         let health = Arc::new(HealthModel::new(config.health.clone()));
         let controller = Arc::new(crate::controller::Controller::new(config.controller.clone()));
-        let mut ingest = StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table));
+        let mut ingest = StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table))
+            .with_metadata(Arc::clone(&metadata));
         if controller.enabled() {
             ingest = ingest.with_control(Arc::clone(&controller.hub));
         }
@@ -77,6 +82,7 @@ impl Aggregator {
         let mut registry = Registry::default();
         relay_metrics.register(&mut registry);
         ingest.register(&mut registry);
+        metadata.register(&mut registry);
         controller.register(&mut registry);
         gauges.register(&mut registry);
 

@@ -172,6 +172,9 @@ impl ScrapeLoop {
             }
             self.metrics
                 .scrape_done(out.error.as_ref().map(|e| e.reason()), out.scraped);
+            if let Some(metadata) = out.metadata {
+                self.relay.publish_metadata(metadata);
+            }
             self.forward(out.samples).await;
         }
         if removed.load(Ordering::Relaxed) {

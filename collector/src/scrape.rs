@@ -20,11 +20,13 @@ use crate::discovery::Target;
 use crate::reduce::Reducer;
 use crate::relabel::RelabelRule;
 
+mod metadata;
 mod series;
 #[cfg(test)]
 mod tests;
 mod texts;
 
+use metadata::MetadataTracker;
 use series::SeriesCache;
 
 /// The `Accept` header Prometheus 2.42 sends: OpenMetrics first, then the text format.
@@ -136,6 +138,9 @@ pub struct ScrapeOutput {
     pub error: Option<ScrapeError>,
     /// Wall time the scrape took.
     pub duration: Duration,
+    /// The families' `# HELP`/`# TYPE`/`# UNIT` metadata, when it differs from the last successful
+    /// scrape's (for [`meshfed_relay::client::RelayClient::publish_metadata`]).
+    pub metadata: Option<Vec<meshfed_relay::proto::MetricMetadata>>,
 }
 
 /// Scrape state for one target, kept between scrapes.
@@ -145,6 +150,7 @@ pub struct Scraper {
     config: ScrapeConfig,
     cache: SeriesCache,
     synthetic: [SeriesLabels; 4],
+    metadata: MetadataTracker,
 }
 
 /// Body buffers shared by all scrapers of the process: only scrapes in flight need one, so
@@ -203,6 +209,7 @@ impl Scraper {
             config,
             cache,
             synthetic,
+            metadata: MetadataTracker::default(),
         }
     }
 
@@ -249,11 +256,20 @@ impl Scraper {
         started: Instant,
     ) -> ScrapeOutput {
         let mut samples = Vec::with_capacity(self.cache.last_len() + 8);
+        let mut metadata = None;
         let result = match std::str::from_utf8(body) {
-            Ok(text) => self.cache.ingest(text, format, timestamp_ms, &mut samples),
+            Ok(text) => {
+                let ingested = self.cache.ingest(text, format, timestamp_ms, &mut samples);
+                if ingested.is_ok() {
+                    metadata = self.metadata.changed(text, format);
+                }
+                ingested
+            }
             Err(e) => Err(ScrapeError::NotUtf8(e.valid_up_to())),
         };
-        self.finish(result, samples, timestamp_ms, started)
+        let mut out = self.finish(result, samples, timestamp_ms, started);
+        out.metadata = metadata;
+        out
     }
 
     fn finish(
@@ -287,6 +303,7 @@ impl Scraper {
             scraped,
             error,
             duration,
+            metadata: None,
         }
     }
 

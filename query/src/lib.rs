@@ -11,11 +11,13 @@ pub mod error;
 mod functions;
 pub mod http;
 pub mod kernels;
+pub mod metadata;
 pub mod sql;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::{QueryError, Result};
 pub use http::{router, router_with_sql};
+pub use metadata::{MetadataSource, MetricMetadata};
 pub use sql::{SqlEngine, SqlOptions};
 pub use value::{Series, Value};

@@ -17,6 +17,7 @@ use meshfed_store::Store;
 use promql_parser::parser::{self, Expr};
 
 use crate::error::{QueryError, Result};
+use crate::metadata::MetadataSource;
 use crate::value::{Series, StepSeries, Val, Value};
 
 pub(crate) use eval::Evaluator;
@@ -54,6 +55,7 @@ impl Default for EngineOptions {
 pub struct Engine {
     store: Arc<Store>,
     options: EngineOptions,
+    metadata: Option<Arc<dyn MetadataSource>>,
 }
 
 /// Per-query counters shared by nested (subquery) evaluators.
@@ -69,7 +71,22 @@ pub(crate) struct QueryState {
 impl Engine {
     /// An engine reading `store`.
     pub fn new(store: Arc<Store>, options: EngineOptions) -> Self {
-        Self { store, options }
+        Self {
+            store,
+            options,
+            metadata: None,
+        }
+    }
+
+    /// Serves metric metadata (`/api/v1/metadata`) from `source`.
+    pub fn with_metadata(mut self, source: Arc<dyn MetadataSource>) -> Self {
+        self.metadata = Some(source);
+        self
+    }
+
+    /// The metadata source, if one was given.
+    pub fn metadata(&self) -> Option<&Arc<dyn MetadataSource>> {
+        self.metadata.as_ref()
     }
 
     /// The store this engine reads.

@@ -1,10 +1,11 @@
 //! The Prometheus HTTP API subset Grafana's Prometheus data source uses: instant and range
-//! queries (GET and POST form), label names and values, series, build info, metadata and
-//! exemplars (empty), rules and alerts (empty, as Prometheus without rules), `format_query`, and
+//! queries (GET and POST form), label names and values, series, build info, metric metadata
+//! (from the engine's [`crate::MetadataSource`]), exemplars (empty), rules and alerts (empty, as Prometheus without rules), `format_query`, and
 //! `/federate`. Responses are gzip-compressed when the client sends `Accept-Encoding: gzip`.
 
 pub mod error;
 pub mod federate;
+mod metadata;
 pub mod params;
 pub mod response;
 
@@ -44,7 +45,7 @@ pub fn router_with_sql(engine: Arc<Engine>, sql: Arc<SqlEngine>) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
-        .route("/api/v1/metadata", get(empty_object))
+        .route("/api/v1/metadata", get(metadata::metadata))
         .route("/api/v1/query_exemplars", get(empty_list).post(empty_list))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/rules", get(rules))
@@ -199,10 +200,6 @@ async fn series(
         series.truncate(limit);
     }
     Ok(json(response::series_body(&series)))
-}
-
-async fn empty_object() -> Response {
-    json("{\"status\":\"success\",\"data\":{}}".to_string())
 }
 
 async fn empty_list() -> Response {
