@@ -76,7 +76,10 @@ async fn parameters_filter_and_limit() {
     let (_, body) = get(true, "/api/v1/metadata?metric=absent").await;
     assert_eq!(body, r#"{"status":"success","data":{}}"#);
     let (_, body) = get(true, "/api/v1/metadata?limit=2").await;
-    assert!(body.contains("istio") && body.contains(r#""up""#) && !body.contains("z_seconds"), "{body}");
+    assert!(
+        body.contains("istio") && body.contains(r#""up""#) && !body.contains("z_seconds"),
+        "{body}"
+    );
     let (_, body) = get(true, "/api/v1/metadata?limit=0").await;
     assert_eq!(body, r#"{"status":"success","data":{}}"#);
     let (_, body) = get(true, "/api/v1/metadata?limit=-1&limit_per_metric=1").await;
@@ -87,10 +90,16 @@ async fn parameters_filter_and_limit() {
 
 #[tokio::test]
 async fn bad_limits_are_bad_data() {
-    for uri in ["/api/v1/metadata?limit=x", "/api/v1/metadata?limit_per_metric=1.5"] {
+    for uri in [
+        "/api/v1/metadata?limit=x",
+        "/api/v1/metadata?limit_per_metric=1.5",
+    ] {
         let (status, body) = get(true, uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
-        assert!(body.contains(r#""errorType":"bad_data""#) && body.contains("must be a number"), "{body}");
+        assert!(
+            body.contains(r#""errorType":"bad_data""#) && body.contains("must be a number"),
+            "{body}"
+        );
     }
 }
 

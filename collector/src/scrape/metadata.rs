@@ -37,9 +37,8 @@ impl MetadataTracker {
 
 /// The comment lines that carry metadata.
 fn metadata_lines(body: &str) -> impl Iterator<Item = &str> {
-    body.split('\n').filter(|l| {
-        l.starts_with("# HELP ") || l.starts_with("# TYPE ") || l.starts_with("# UNIT ")
-    })
+    body.split('\n')
+        .filter(|l| l.starts_with("# HELP ") || l.starts_with("# TYPE ") || l.starts_with("# UNIT "))
 }
 
 /// Every family's metadata in `body`, one entry per family named by a `# HELP`, `# TYPE` or
@@ -157,7 +156,10 @@ mod tests {
         let mut t = MetadataTracker::default();
         let a = "# TYPE x counter\nx 1\n";
         assert_eq!(t.changed(a, Format::PrometheusText).map(|m| m.len()), Some(1));
-        assert!(t.changed("# TYPE x counter\nx 2\n", Format::PrometheusText).is_none());
+        assert!(
+            t.changed("# TYPE x counter\nx 2\n", Format::PrometheusText)
+                .is_none()
+        );
         let b = "# TYPE x gauge\nx 1\n";
         let changed = t.changed(b, Format::PrometheusText).unwrap_or_default();
         assert_eq!(changed[0].r#type, "gauge");
@@ -165,7 +167,13 @@ mod tests {
 
     #[test]
     fn odd_lines_do_not_panic() {
-        for body in ["# HELP \n", "# TYPE  counter\n", "# UNIT x\n", "# HELP x \\", "# TYPE x bogus\n"] {
+        for body in [
+            "# HELP \n",
+            "# TYPE  counter\n",
+            "# UNIT x\n",
+            "# HELP x \\",
+            "# TYPE x bogus\n",
+        ] {
             let _ = extract(body, Format::OpenMetrics);
             let _ = extract(body, Format::PrometheusText);
         }
