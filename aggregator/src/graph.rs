@@ -103,9 +103,8 @@ impl GraphService {
 
     fn recompute(&self, now_ms: i64, windows: &[i64]) {
         self.table.expire();
-        for &w in windows {
-            let snap = Arc::new(self.table.compute(now_ms, w, true));
-            self.snapshots.write().insert(w, snap);
+        for snap in self.table.compute_many(now_ms, windows, true) {
+            self.snapshots.write().insert(snap.window_ms, Arc::new(snap));
         }
         self.generation.fetch_add(1, Ordering::Release);
     }

@@ -1,20 +1,32 @@
 //! Graph API latency and graph-maintenance cost at a chosen size (see `bench/graph/run.sh`).
 //!
-//! Starts a real aggregator (in-memory store), defines `--edges` synthetic Istio edges between
-//! `--nodes` workloads over three clusters (each edge: `istio_requests_total` for 200 and 503 and
-//! the 20-series duration histogram, full Istio label sets, source-reported), ingests `--scrapes`
-//! scrapes 5 s apart through the relay sink, refreshes the graph, then times `GET /api/v1/graph`
-//! over HTTP. Also times the edge table's share of ingest: the same batches through a bare
-//! `EdgeTable` against the whole sink (store + WAL-less commit + table).
+//! Starts a real aggregator (store with its WAL on disk), defines `--edges` synthetic Istio edges
+//! between `--nodes` workloads over three clusters (each edge: `istio_requests_total` for 200 and
+//! 503 and the 20-series duration histogram, full Istio label sets, source-reported), encodes
+//! `--scrapes` scrapes 5 s apart as the collectors' relay streams would (one per cluster, batches
+//! of 10,000 samples), and times the full ingest path of each batch: protobuf decode, the relay's
+//! stream decoder, store append with WAL commit, edge table. The same resolved batches then go
+//! through an in-memory store and through a bare `EdgeTable` (the graph's share). Each window's
+//! computation and JSON rendering is timed and amortised over the refresh schedule; finally
+//! `GET /api/v1/graph` is timed over HTTP and the peak RSS printed.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::time::{Duration, Instant};
 
-use meshfed_aggregator::graph::EdgeTable;
+use std::collections::{BTreeMap, HashMap};
+
+use meshfed_aggregator::graph::{EdgeTable, GraphQuery};
+use meshfed_aggregator::graph_http::Success;
+use meshfed_aggregator::ingest::StoreIngest;
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
 use meshfed_model::Labels;
+use meshfed_relay::decode::StreamDecoder;
+use meshfed_relay::encode::{OutgoingSample, SeriesLabels, StreamEncoder};
+use meshfed_relay::proto::SampleBatch;
 use meshfed_relay::server::Ingest;
+use meshfed_store::{Store, StoreOptions};
+use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 const LE: [&str; 20] = [
@@ -91,6 +103,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Peak resident memory of this process (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One scrape's samples as the relay carries them: per cluster stream, batches of
+/// `BATCH_SAMPLES`, protobuf-encoded.
+const BATCH_SAMPLES: usize = 10_000;
+
+/// A batch resolved to series ids, with the cluster that sent it.
+type ClusterBatch = (String, Vec<(u64, i64, f64)>);
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let nodes = arg("--nodes", 2_000);
@@ -98,12 +133,16 @@ async fn main() {
     let scrapes = arg("--scrapes", 13);
     let requests = arg("--requests", 200);
     assert!(edges <= nodes * (nodes - 1), "too many edges for the nodes");
+    assert!(scrapes >= 2, "--scrapes must be at least 2");
 
     let stop = CancellationToken::new();
+    let data_dir = std::env::temp_dir().join(format!("meshfed-graph-bench-{}", std::process::id()));
     let config = AggregatorConfig {
         relay_listen: "127.0.0.1:0".into(),
         http_listen: "127.0.0.1:0".into(),
         insecure: true,
+        // The store as deployed: WAL on disk, acknowledged batches fsynced.
+        data_dir: Some(data_dir.clone()),
         // Refreshed by hand below, so background work does not blur the timings.
         graph: meshfed_aggregator::config::GraphConfig {
             refresh_ms: 3_600_000,
@@ -115,59 +154,178 @@ async fn main() {
     };
     let agg = Aggregator::start(&config, stop.clone()).await.unwrap();
 
-    // Define the series as a collector stream would.
+    // The series, grouped by the cluster whose collector sends them.
     let t = Instant::now();
-    let mut series: Vec<(u64, f64)> = Vec::new();
-    let mut labels_of = Vec::new();
+    let mut by_cluster: BTreeMap<String, Vec<(SeriesLabels, Labels, f64)>> = BTreeMap::new();
     for i in 0..edges {
         let src = i % nodes;
         let dst = (src + 1 + i / nodes) % nodes;
         for (labels, share) in edge_series(src, dst) {
-            let r = agg.ingest.register_series(&labels);
-            series.push((r, share * (1.0 + (i % 7) as f64)));
-            labels_of.push(labels);
+            let cluster = labels.get("cluster").unwrap().to_owned();
+            by_cluster.entry(cluster).or_default().push((
+                SeriesLabels::new(&labels),
+                labels,
+                share * (1.0 + (i % 7) as f64),
+            ));
         }
     }
-    eprintln!("defined {} series in {:.1?}", series.len(), t.elapsed());
-
+    let n_series: usize = by_cluster.values().map(Vec::len).sum();
     let t0 = meshfed_aggregator::http::now_ms() - (scrapes as i64) * 5_000;
-    let batch = |k: usize| -> Vec<(u64, i64, f64)> {
-        series
-            .iter()
-            .map(|&(r, rate)| (r, t0 + k as i64 * 5_000, (rate * 5.0 * k as f64).floor()))
-            .collect()
-    };
-    let mut sink = Duration::ZERO;
+    let value = |rate: f64, k: usize| (rate * 5.0 * k as f64).floor();
+    // Encode every scrape as the collectors would (not timed).
+    let mut encoders: BTreeMap<&str, StreamEncoder> = BTreeMap::new();
+    let mut wire: Vec<Vec<(String, Vec<u8>)>> = Vec::with_capacity(scrapes);
+    let mut seq = 0;
     for k in 0..scrapes {
-        let b = batch(k);
-        let t = Instant::now();
-        for chunk in b.chunks(10_000) {
-            agg.ingest.append("bench", chunk).unwrap();
+        let mut scrape = Vec::new();
+        for (cluster, series) in &by_cluster {
+            let enc = encoders.entry(cluster).or_default();
+            for chunk in series.chunks(BATCH_SAMPLES) {
+                let samples: Vec<OutgoingSample> = chunk
+                    .iter()
+                    .map(|(l, _, rate)| OutgoingSample {
+                        labels: l.clone(),
+                        timestamp_ms: t0 + k as i64 * 5_000,
+                        value: value(*rate, k),
+                    })
+                    .collect();
+                seq += 1;
+                scrape.push((cluster.clone(), enc.encode(seq, &samples).encode_to_vec()));
+            }
         }
-        sink += t.elapsed();
+        wire.push(scrape);
     }
-    // The same batches through a bare table: the graph's share of the ingest path.
+    let wire_bytes: usize = wire[1].iter().map(|(_, b)| b.len()).sum();
+    eprintln!(
+        "{n_series} series; one scrape is {} batches, {} KiB on the wire; encoded in {:.1?}",
+        wire[1].len(),
+        wire_bytes / 1024,
+        t.elapsed()
+    );
+
+    // The full ingest path per batch: protobuf decode, relay decode (refs → series ids), store
+    // append + WAL commit (fsync), edge table. Scrape 0 defines the series and is not timed.
+    let mut decoders: HashMap<String, StreamDecoder> = HashMap::new();
+    let mut resolved = Vec::new();
+    let mut full = Duration::ZERO;
+    let mut resolved_scrapes: Vec<Vec<ClusterBatch>> = Vec::new();
+    for (k, scrape) in wire.iter().enumerate() {
+        let t = Instant::now();
+        let mut kept = Vec::new();
+        for (cluster, bytes) in scrape {
+            let batch = SampleBatch::decode(bytes.as_slice()).unwrap();
+            let dec = decoders
+                .entry(cluster.clone())
+                .or_insert_with(|| StreamDecoder::new(cluster.clone()));
+            dec.decode(&batch, |l| agg.ingest.register_series(l), &mut resolved)
+                .unwrap();
+            agg.ingest.append(cluster, &resolved).unwrap();
+            kept.push((cluster.clone(), resolved.clone()));
+        }
+        if k == 0 {
+            eprintln!("scrape 0 (defines the series) took {:.1?}", t.elapsed());
+        } else {
+            full += t.elapsed();
+        }
+        resolved_scrapes.push(kept);
+    }
+    let timed = (scrapes - 1) as u32;
+
+    // The same resolved batches into an in-memory store (the earlier, narrower denominator).
+    let mem_store = std::sync::Arc::new(Store::new(StoreOptions::default()));
+    let mem_ingest = StoreIngest::new(
+        std::sync::Arc::clone(&mem_store),
+        std::sync::Arc::new(EdgeTable::new(600_000)),
+    );
+    let mut refs = HashMap::new();
+    for series in by_cluster.values() {
+        for (_, labels, _) in series {
+            let r = agg.store.get_or_create(labels).0;
+            refs.insert(r, mem_ingest.register_series(labels));
+        }
+    }
+    let mut mem = Duration::ZERO;
+    for (k, scrape) in resolved_scrapes.iter().enumerate() {
+        let t = Instant::now();
+        for (cluster, batch) in scrape {
+            let b: Vec<_> = batch.iter().map(|&(r, t, v)| (refs[&r], t, v)).collect();
+            mem_ingest.append(cluster, &b).unwrap();
+        }
+        if k > 0 {
+            mem += t.elapsed();
+        }
+    }
+    drop(mem_ingest);
+    drop(mem_store);
+
+    // The same batches through a bare table: the graph's share of each ingest path.
     let table = EdgeTable::new(600_000);
-    for (i, l) in labels_of.iter().enumerate() {
-        table.observe_series(series[i].0, l);
+    for series in by_cluster.values() {
+        for (_, labels, _) in series {
+            table.observe_series(agg.store.get_or_create(labels).0, labels);
+        }
     }
     let mut graph_only = Duration::ZERO;
-    for k in 0..scrapes {
-        let b = batch(k);
+    for (k, scrape) in resolved_scrapes.iter().enumerate() {
         let t = Instant::now();
-        for chunk in b.chunks(10_000) {
-            table.append("bench", chunk);
+        for (cluster, batch) in scrape {
+            table.append(cluster, batch);
         }
-        graph_only += t.elapsed();
+        if k > 0 {
+            graph_only += t.elapsed();
+        }
     }
+    drop(table);
+    drop(resolved_scrapes);
+
+    // One full cycle of the refresh schedule (1m every refresh, 5m every 5th, 10m every 10th),
+    // each refreshed window's default JSON rendered as the upkeep task does; averaged per refresh
+    // (one refresh per scrape interval).
     let now = meshfed_aggregator::http::now_ms();
-    let t = Instant::now();
-    agg.graph.refresh(now);
-    let refresh = t.elapsed();
+    let schedule = agg.graph.refresh_schedule().clone();
+    let names: HashMap<i64, String> = agg.graph.windows().iter().map(|(n, &w)| (w, n.clone())).collect();
+    let cycle = schedule.values().copied().max().unwrap_or(1);
+    let (mut refresh_total, mut render_total) = (Duration::ZERO, Duration::ZERO);
+    let mut window_lines = Vec::new();
+    for i in 0..cycle {
+        let t = Instant::now();
+        let due = agg.graph.refresh(now);
+        let took = t.elapsed();
+        refresh_total += took;
+        let mut rendered = Vec::new();
+        for w in &due {
+            let t = Instant::now();
+            let g = agg.graph.graph(&names[w], None, &GraphQuery::default()).unwrap();
+            let body = serde_json::to_vec(&Success {
+                status: "success",
+                data: &g,
+            })
+            .unwrap();
+            render_total += t.elapsed();
+            rendered.push(format!(
+                "{} {:.0} ms/{} KiB",
+                names[w],
+                ms(t.elapsed()),
+                body.len() / 1024
+            ));
+        }
+        if i == 0 || due.len() > 1 || i == 1 {
+            window_lines.push(format!(
+                "refresh {i} ({}): {:.1} ms, render {}",
+                due.iter()
+                    .map(|w| names[w].as_str())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+                ms(took),
+                rendered.join(", ")
+            ));
+        }
+    }
+    let refresh_per_scrape = ms(refresh_total) / cycle as f64;
+    let render_per_scrape = ms(render_total) / cycle as f64;
     eprintln!(
-        "edge table: {:?} (series, fine edges); bare table {:?}; store series {}",
+        "edge table: {:?} (series, fine edges); store series {}",
         agg.graph.table.size(),
-        table.size(),
         agg.store.stats().series
     );
 
@@ -189,34 +347,41 @@ async fn main() {
         times.push(t.elapsed());
     }
     times.sort();
-    let samples = series.len() * scrapes;
-    // Per 5 s of data: one scrape's table appends plus one refresh (three windows).
-    let per_scrape_graph = graph_only / scrapes as u32 + refresh;
-    let per_scrape_sink = sink / scrapes as u32;
+    let per = |d: Duration| ms(d) / timed as f64;
+    let (full_ms, mem_ms, table_ms) = (per(full), per(mem), per(graph_only));
+    let maintenance = table_ms + refresh_per_scrape;
+    let with_render = maintenance + render_per_scrape;
     println!(
-        "graph {n_nodes} nodes / {n_edges} edges ({} series, {samples} samples, {} KiB JSON)",
-        series.len(),
+        "graph {n_nodes} nodes / {n_edges} edges ({n_series} series, {} samples per scrape, {} KiB JSON)",
+        n_series,
         body.len() / 1024
     );
     println!(
-        "render of the graph JSON (once per refresh, in the background after each refresh): {:.1} ms",
-        first.as_secs_f64() * 1e3
+        "GET /api/v1/graph: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {requests} requests \
+         (first after the refresh: {:.1} ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times[times.len() - 1]),
+        ms(first)
+    );
+    for l in &window_lines {
+        println!("{l}");
+    }
+    println!(
+        "per scrape of {n_series} samples: full ingest path {full_ms:.1} ms (decode + store with WAL + table), \
+         in-memory store path {mem_ms:.1} ms, of which edge table {table_ms:.1} ms; \
+         refresh {refresh_per_scrape:.1} ms and rendering {render_per_scrape:.1} ms per refresh (averaged over a {cycle}-refresh cycle)"
     );
     println!(
-        "GET /api/v1/graph: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {requests} requests",
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
-        times[times.len() - 1].as_secs_f64() * 1e3
+        "graph maintenance (table + refresh) = {:.1}% of the full ingest path, {:.1}% of the in-memory store path; \
+         with rendering {:.1}% / {:.1}%",
+        100.0 * maintenance / (full_ms - table_ms),
+        100.0 * maintenance / (mem_ms - table_ms),
+        100.0 * with_render / (full_ms - table_ms),
+        100.0 * with_render / (mem_ms - table_ms),
     );
-    println!(
-        "ingest per scrape: whole sink {:.1} ms, of which edge table {:.1} ms; refresh (1m+5m+10m) {:.1} ms; \
-         graph maintenance = {:.1}% of ingest CPU",
-        per_scrape_sink.as_secs_f64() * 1e3,
-        (graph_only / scrapes as u32).as_secs_f64() * 1e3,
-        refresh.as_secs_f64() * 1e3,
-        100.0 * per_scrape_graph.as_secs_f64()
-            / (per_scrape_sink.as_secs_f64() - (graph_only / scrapes as u32).as_secs_f64())
-    );
+    println!("peak RSS {:.0} MiB", peak_rss_mib());
     stop.cancel();
     agg.join().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

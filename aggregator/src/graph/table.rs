@@ -28,10 +28,19 @@ pub struct WindowSnapshot {
     pub edges: Vec<(FineEdge, EdgeStats)>,
 }
 
+/// What the per-sample path and the window computation need of an Istio series, inline in its
+/// track (its edge and service are ids into the table, so the labels are not kept per series).
+struct SeriesRole {
+    measure: Measure,
+    primary: bool,
+    mtls: Option<bool>,
+    flags: Option<Name>,
+}
+
 /// What a tracked series is.
 enum Role {
     /// The series, its edge and its destination service (indexes into the table).
-    Istio(Box<IstioSeries>, u32, u32),
+    Istio(SeriesRole, u32, u32),
     Gauge(ServiceKey, EndpointGauge),
 }
 
@@ -141,7 +150,16 @@ impl EdgeTable {
             let edge = inner.edge_id(&series.edge);
             let service = inner.service_id(destination_service(&series));
             first_counts = inner.services[service as usize].known;
-            Role::Istio(Box::new(series), edge, service)
+            Role::Istio(
+                SeriesRole {
+                    measure: series.measure,
+                    primary: series.primary,
+                    mtls: series.mtls,
+                    flags: series.flags,
+                },
+                edge,
+                service,
+            )
         } else if let Some((service, gauge)) = istio::classify_endpoint_gauge(labels, &mut intern) {
             Role::Gauge(service, gauge)
         } else {
@@ -183,37 +201,52 @@ impl EdgeTable {
     /// Rates of every edge over `(at_ms - window_ms, at_ms]`; idle edges (no traffic in the
     /// window) are included with zero rates when `include_idle`.
     pub fn compute(&self, at_ms: i64, window_ms: i64, include_idle: bool) -> WindowSnapshot {
+        self.compute_many(at_ms, &[window_ms], include_idle)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// [`EdgeTable::compute`] for several windows at once: one pass over the tracked series,
+    /// so each series' samples are brought into cache once.
+    pub fn compute_many(&self, at_ms: i64, windows_ms: &[i64], include_idle: bool) -> Vec<WindowSnapshot> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut stats: Vec<EdgeStats> = vec![EdgeStats::default(); inner.edges.len()];
-        let start = at_ms - window_ms;
+        let mut stats: Vec<Vec<EdgeStats>> = windows_ms
+            .iter()
+            .map(|_| vec![EdgeStats::default(); inner.edges.len()])
+            .collect();
         for track in inner.tracks.iter_mut().flatten() {
             let Role::Istio(series, edge, _) = &track.role else {
                 continue;
             };
             let samples = track.samples.make_contiguous();
-            let lo = samples.partition_point(|s| s.timestamp_ms <= start);
             let hi = samples.partition_point(|s| s.timestamp_ms <= at_ms);
-            let Some(rate) = meshfed_query::kernels::counter_rate(&samples[lo..hi.max(lo)], start, at_ms)
-            else {
-                continue;
-            };
-            add_rate(&mut stats[*edge as usize], series, rate);
+            for (&window_ms, stats) in windows_ms.iter().zip(&mut stats) {
+                let start = at_ms - window_ms;
+                let lo = samples[..hi].partition_point(|s| s.timestamp_ms <= start);
+                let Some(rate) = meshfed_query::kernels::counter_rate(&samples[lo..hi], start, at_ms) else {
+                    continue;
+                };
+                add_rate(&mut stats[*edge as usize], series, rate);
+            }
         }
-        let edges = inner
-            .edges
+        windows_ms
             .iter()
             .zip(stats)
-            .filter_map(|(e, s)| {
-                let e = e.as_ref()?;
-                (include_idle || s.is_active()).then(|| (e.key.clone(), s))
+            .map(|(&window_ms, stats)| WindowSnapshot {
+                at_ms,
+                window_ms,
+                edges: inner
+                    .edges
+                    .iter()
+                    .zip(stats)
+                    .filter_map(|(e, s)| {
+                        let e = e.as_ref()?;
+                        (include_idle || s.is_active()).then(|| (e.key.clone(), s))
+                    })
+                    .collect(),
             })
-            .collect();
-        WindowSnapshot {
-            at_ms,
-            window_ms,
-            edges,
-        }
+            .collect()
     }
 
     /// Increments collected for health since the last call.
@@ -339,7 +372,7 @@ fn destination_service(series: &IstioSeries) -> ServiceKey {
 }
 
 /// Adds `rate` (or an increment: the arithmetic is the same) of `series` into its edge's stats.
-fn add_rate(s: &mut EdgeStats, series: &IstioSeries, rate: f64) {
+fn add_rate(s: &mut EdgeStats, series: &SeriesRole, rate: f64) {
     match series.measure {
         Measure::Requests { class, error } => {
             if let Some(mtls) = series.mtls {
