@@ -35,6 +35,14 @@ pub enum StoreError {
         /// The original error.
         reason: String,
     },
+    /// Another store (in this or another process) holds the directory's lock file.
+    #[error("store directory {dir} is in use: {holder} holds {lock}", lock = .dir.join(crate::lock::LOCK_FILE).display(), dir = .dir.display())]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+        /// Who holds the lock, as its lock file says (`pid N`), or `another open store`.
+        holder: String,
+    },
     /// The operation needs a store opened with [`crate::Store::open`].
     #[error("the store is in-memory; {0} needs a directory")]
     InMemory(&'static str),

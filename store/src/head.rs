@@ -16,6 +16,25 @@ use crate::chunk::{XorAppender, XorIter};
 /// Bytes preallocated for a new open chunk; it grows as needed and is trimmed when closed.
 const OPEN_CHUNK_BYTES: usize = 32;
 
+/// `Chunks::open_min_t` of a series holding no sample is its lifecycle state (no field of its
+/// own, so live series pay nothing for it): plain empty, …
+const EMPTY: i64 = i64::MAX;
+/// … marked by one forget round (still refs-valid; any append or lookup unmarks it), …
+const MARKED: i64 = i64::MIN;
+/// … or forgotten: its labels left the registry and appends by its ref are refused.
+const FORGOTTEN: i64 = i64::MIN + 1;
+
+/// What a forget round did to one empty series ([`MemSeries::forget_step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ForgetStep {
+    /// It holds samples again (or is already forgotten): nothing to do.
+    Keep,
+    /// First round: marked.
+    Marked,
+    /// Second round with no sample or lookup in between: now forgotten.
+    Forgotten,
+}
+
 /// What became of one appended sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum AppendOutcome {
@@ -29,6 +48,8 @@ pub(crate) enum AppendOutcome {
     Duplicate,
     /// Older than the store's lower bound: that time range is already in blocks.
     TooOld,
+    /// The series was forgotten (it had no data left); its ref is dead.
+    Forgotten,
 }
 
 /// A full chunk that no longer changes.
@@ -50,6 +71,13 @@ struct Chunks {
     open_min_t: i64,
 }
 
+impl Chunks {
+    /// No closed chunk and nothing in the open one.
+    fn holds_nothing(&self) -> bool {
+        self.closed.is_empty() && self.open.count() == 0
+    }
+}
+
 /// The samples of one series.
 #[derive(Debug)]
 pub(crate) struct MemSeries {
@@ -68,7 +96,7 @@ impl Default for MemSeries {
             chunks: RwLock::new(Chunks {
                 closed: Vec::new(),
                 open: XorAppender::with_capacity(0),
-                open_min_t: i64::MAX,
+                open_min_t: EMPTY,
             }),
         }
     }
@@ -122,6 +150,9 @@ impl MemSeries {
         // Read under the lock: a cut raises the bound before it takes this lock to copy samples.
         if t < min_valid.load(Ordering::Acquire) {
             return AppendOutcome::TooOld;
+        }
+        if chunks.holds_nothing() && chunks.open_min_t == FORGOTTEN {
+            return AppendOutcome::Forgotten;
         }
         if let Some((last_t, last_bits)) = chunks.open.last() {
             if t < last_t {
@@ -219,7 +250,7 @@ impl MemSeries {
         } else if chunks.open.count() > 0 && chunks.open_min_t < boundary {
             let (kept, rest) = reencode(chunks.open.bytes(), chunks.open.count(), boundary);
             removed += u64::from(chunks.open.count() - kept.count());
-            chunks.open_min_t = rest.unwrap_or(i64::MAX);
+            chunks.open_min_t = rest.unwrap_or(EMPTY);
             chunks.open = kept;
         }
         let new_min = match chunks.closed.first() {
@@ -232,6 +263,43 @@ impl MemSeries {
             self.max_t.store(i64::MIN, Ordering::Release);
         }
         removed
+    }
+
+    /// Whether the series holds no sample (read without its lock).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.min_t.load(Ordering::Acquire) == i64::MAX
+    }
+
+    /// One forget round for an empty series: marks it, or forgets it if a previous round marked
+    /// it and neither an append nor [`MemSeries::touch`] came since.
+    pub(crate) fn forget_step(&self) -> ForgetStep {
+        let mut chunks = self.chunks.write();
+        if !chunks.holds_nothing() {
+            return ForgetStep::Keep;
+        }
+        match chunks.open_min_t {
+            MARKED => {
+                chunks.open_min_t = FORGOTTEN;
+                chunks.open = XorAppender::with_capacity(0);
+                chunks.closed = Vec::new();
+                ForgetStep::Forgotten
+            }
+            FORGOTTEN => ForgetStep::Keep,
+            _ => {
+                chunks.open_min_t = MARKED;
+                ForgetStep::Marked
+            }
+        }
+    }
+
+    /// Unmarks a series marked for forgetting: someone looked it up and may append to it.
+    pub(crate) fn touch(&self) {
+        if self.is_empty() && self.chunks.read().open_min_t == MARKED {
+            let mut chunks = self.chunks.write();
+            if chunks.holds_nothing() && chunks.open_min_t == MARKED {
+                chunks.open_min_t = EMPTY;
+            }
+        }
     }
 
     /// Heap bytes held by the chunks, plus the series itself.

@@ -21,7 +21,9 @@
 mod block;
 mod chunk;
 mod error;
+mod forget;
 mod head;
+mod lock;
 mod maintain;
 mod persist;
 mod postings;
@@ -38,6 +40,7 @@ use meshfed_model::{Labels, Matcher, Sample};
 
 pub use crate::block::BlockInfo;
 pub use crate::error::{Result, StoreError};
+pub use crate::forget::ForgetReport;
 pub use crate::maintain::MaintenanceReport;
 pub use crate::wal::replay::ReplayStats;
 
@@ -48,7 +51,10 @@ use crate::postings::SeriesId;
 use crate::registry::Registry;
 use crate::table::SeriesTable;
 
-/// A stable handle for one series, valid for the lifetime of the store.
+/// A handle for one series. It stays valid for the lifetime of the store unless the series is
+/// forgotten ([`Store::forget_empty_series`]: no sample anywhere, and no lookup or append across
+/// two rounds); appends by a forgotten ref are refused as [`AppendError::UnknownSeries`], and the
+/// ref is never handed out again, so a stale ref cannot reach another series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesRef(pub u64);
 
@@ -73,7 +79,8 @@ pub enum AppendError {
         /// The timestamp.
         timestamp_ms: i64,
     },
-    /// The ref does not name a series of this store.
+    /// The ref does not name a series of this store, or names one that was forgotten (see
+    /// [`Store::forget_empty_series`]): look the labels up again with [`Store::get_or_create`].
     #[error("unknown series ref {0:?}")]
     UnknownSeries(SeriesRef),
     /// The sample is older than the newest head cut: that range is already in blocks.
@@ -106,7 +113,8 @@ pub struct StoreOptions {
     pub compact_max_block_ms: i64,
     /// Blocks ending this long before the newest sample are deleted.
     pub retention_ms: Option<i64>,
-    /// The oldest blocks are deleted while all blocks together exceed this.
+    /// The oldest blocks are deleted while all blocks and the WAL together exceed this (the WAL
+    /// itself is never deleted by retention: it holds the head).
     pub retention_bytes: Option<u64>,
     /// Check every chunk's checksum when opening (otherwise only footers and indexes).
     pub verify_blocks_on_open: bool,
@@ -141,8 +149,10 @@ pub struct SeriesHandle {
 /// Counts the store keeps about itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoreStats {
-    /// Series ever created.
+    /// Series in the store (created and not forgotten).
     pub series: u64,
+    /// Series forgotten since the store was opened.
+    pub forgotten: u64,
     /// Samples appended and kept (head and blocks).
     pub samples: u64,
 }
@@ -158,7 +168,8 @@ pub struct AppendStats {
     pub duplicate: u64,
     /// Samples ignored because an identical sample was already stored.
     pub unchanged: u64,
-    /// Samples refused because their ref names no series of this store.
+    /// Samples refused because their ref names no series of this store or a forgotten one;
+    /// the holder must look the series up again by its labels.
     pub unknown_series: u64,
 }
 
@@ -186,7 +197,7 @@ impl AppendStats {
             Some(AppendOutcome::Unchanged) => self.unchanged += 1,
             Some(AppendOutcome::OutOfOrder(_) | AppendOutcome::TooOld) => self.out_of_order += 1,
             Some(AppendOutcome::Duplicate) => self.duplicate += 1,
-            None => self.unknown_series += 1,
+            Some(AppendOutcome::Forgotten) | None => self.unknown_series += 1,
         }
     }
 }
@@ -244,13 +255,19 @@ impl Store {
 
     /// The ref of the series with exactly `labels`, creating it if new.
     pub fn get_or_create(&self, labels: &Labels) -> SeriesRef {
-        SeriesRef(u64::from(self.registry.get_or_create(labels, |id| {
-            self.table.push(id);
-            // Under the registry's write lock: the log's series order is the id order.
-            if let Some(disk) = &self.disk {
-                disk.wal.lock().log_series(u64::from(id), labels);
-            }
-        })))
+        SeriesRef(u64::from(self.registry.get_or_create(
+            labels,
+            |id| {
+                self.table.push(id);
+                // Under the registry's write lock: the log's series order is the id order.
+                if let Some(disk) = &self.disk {
+                    disk.wal.lock().log_series(u64::from(id), labels);
+                }
+            },
+            |id| {
+                self.table.with(u64::from(id), |s| s.touch());
+            },
+        )))
     }
 
     /// The ref of the series with exactly `labels`, if it exists.
@@ -258,11 +275,11 @@ impl Store {
         self.registry.get(labels).map(|id| SeriesRef(u64::from(id)))
     }
 
-    /// The labels of `series`, if it exists.
+    /// The labels of `series`, if it exists (not for a forgotten series).
     pub fn labels(&self, series: SeriesRef) -> Option<Labels> {
         let id = u32::try_from(series.0).ok()?;
         let registry = self.registry.read();
-        ((id as usize) < registry.len()).then(|| registry.labels(id))
+        registry.is_live(id).then(|| registry.labels(id))
     }
 
     fn append_one(&self, series: SeriesRef, timestamp_ms: i64, value: f64) -> Option<AppendOutcome> {
@@ -303,7 +320,7 @@ impl Store {
                 timestamp_ms,
                 min_valid_ms: self.min_valid.load(Ordering::Relaxed),
             }),
-            None => Err(AppendError::UnknownSeries(series)),
+            Some(AppendOutcome::Forgotten) | None => Err(AppendError::UnknownSeries(series)),
         }
     }
 
@@ -410,8 +427,12 @@ impl Store {
 
     /// Current counts.
     pub fn stats(&self) -> StoreStats {
+        let registry = self.registry.read();
+        let (series, forgotten) = (registry.live() as u64, registry.forgotten() as u64);
+        drop(registry);
         StoreStats {
-            series: self.registry.read().len() as u64,
+            series,
+            forgotten,
             samples: self.table.samples() + self.block_set().map_or(0, |s| s.samples()),
         }
     }
@@ -421,7 +442,7 @@ impl Store {
         let registry = self.registry.read();
         let (symbol_bytes, label_bytes, postings_bytes) = registry.heap_bytes();
         MemoryStats {
-            series: registry.len() as u64,
+            series: registry.live() as u64,
             symbols: registry.symbols.len() as u64,
             symbol_bytes: symbol_bytes as u64,
             label_bytes: label_bytes as u64,

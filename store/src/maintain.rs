@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 
 use meshfed_model::Sample;
 
-use crate::Store;
 use crate::block::set::BlockSet;
 use crate::block::writer::BlockWriter;
 use crate::block::{Block, BlockInfo, quarantine};
@@ -20,6 +19,7 @@ use crate::error::{Result, StoreError, io};
 use crate::persist::Disk;
 use crate::postings::SeriesId;
 use crate::wal::CheckpointWriter;
+use crate::{ForgetReport, Store};
 
 /// What [`Store::maintain`] did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,6 +32,8 @@ pub struct MaintenanceReport {
     pub removed: usize,
     /// Blocks found corrupt at query time and moved to `quarantine/`.
     pub quarantined: Vec<PathBuf>,
+    /// The forget round after retention.
+    pub forget: ForgetReport,
 }
 
 impl Store {
@@ -109,7 +111,12 @@ impl Store {
         let mut cp = CheckpointWriter::create(disk.wal.dir(), segment)?;
         let n = self.registry.read().len() as SeriesId;
         for id in 0..n {
-            let labels = self.registry.read().labels(id);
+            let registry = self.registry.read();
+            if !registry.is_live(id) {
+                continue;
+            }
+            let labels = registry.labels(id);
+            drop(registry);
             cp.series(u64::from(id), &labels)?;
         }
         let min = self.min_valid.load(Ordering::Acquire);
@@ -192,7 +199,7 @@ impl Store {
     }
 
     /// Deletes blocks older than `retention_ms` before the newest data, then the oldest blocks
-    /// while their total size exceeds `retention_bytes`. Returns how many were deleted.
+    /// while they and the WAL together exceed `retention_bytes`. Returns how many were deleted.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
         let disk = self.disk("apply_retention")?;
         let _m = disk.maintenance.lock();
@@ -207,7 +214,8 @@ impl Store {
             doomed.extend(set.blocks.iter().filter(|b| b.end <= cutoff).map(|b| b.seq));
         }
         if let Some(limit) = disk.options.retention_bytes {
-            let mut total = set.bytes();
+            // The WAL (segments and checkpoint) counts too; only blocks can be deleted.
+            let mut total = set.bytes() + dir_bytes(disk.wal.dir());
             for b in &set.blocks {
                 if total <= limit {
                     break;
@@ -238,7 +246,7 @@ impl Store {
 
     /// One round of upkeep, for a periodic task: quarantines blocks found corrupt by queries, cuts
     /// head data older than `head_window_ms` (aligned to `block_duration_ms`), compacts, applies
-    /// retention.
+    /// retention, then runs a forget round ([`Store::forget_empty_series`]).
     pub fn maintain(&self) -> Result<MaintenanceReport, StoreError> {
         let disk = self.disk("maintain")?;
         let mut report = MaintenanceReport::default();
@@ -264,6 +272,7 @@ impl Store {
         }
         report.compacted = self.compact()?;
         report.removed = self.apply_retention()?;
+        report.forget = self.forget_empty_series();
         Ok(report)
     }
 
@@ -274,4 +283,16 @@ impl Store {
             .map(|d| d.blocks.read().blocks.iter().map(|b| b.info()).collect())
             .unwrap_or_default()
     }
+}
+
+/// Total size of the files directly in `dir` (0 for what cannot be read: retention then errs
+/// towards keeping data).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.len())
+        .sum()
 }

@@ -1,7 +1,7 @@
 //! Opening a store from its directory: blocks, WAL replay, the fsync ticker; and the durability
 //! contract, [`Store::commit`].
 //!
-//! Directory layout: `wal/` (segments and checkpoints), `blocks/` (one `.blk` file per block),
+//! Directory layout: `LOCK` (see `lock.rs`), `wal/` (segments and checkpoints), `blocks/` (one `.blk` file per block),
 //! `quarantine/` (blocks that failed verification, kept for inspection).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +17,7 @@ use crate::block::set::BlockSet;
 use crate::block::{Block, quarantine};
 use crate::error::{Result, StoreError, io};
 use crate::head::AppendOutcome;
+use crate::lock::DirLock;
 use crate::postings::SeriesId;
 use crate::wal::Wal;
 use crate::wal::replay::{self, ReplaySink, ReplayStats};
@@ -32,6 +33,8 @@ pub(crate) struct Disk {
     pub(crate) next_block: AtomicU64,
     pub(crate) replay: ReplayStats,
     pub(crate) options: StoreOptions,
+    /// Held for the store's life; dropped last (after the final commit in `Drop`).
+    lock: Option<DirLock>,
     ticker: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
@@ -66,7 +69,7 @@ impl ReplaySink for Sink<'_> {
         let id = self
             .store
             .registry
-            .get_or_create(&labels, |id| self.store.table.push(id));
+            .get_or_create(&labels, |id| self.store.table.push(id), |_| {});
         let Ok(at) = usize::try_from(series) else { return };
         if at < 1 << 32 {
             if self.refs.len() <= at {
@@ -150,13 +153,15 @@ fn open_blocks(dir: &Path, verify: bool, stats: &mut ReplayStats) -> Result<Open
 impl Store {
     /// Opens (creating if needed) the persistent store in `dir`: opens its blocks (quarantining
     /// corrupt ones), replays the WAL into the head (truncating a torn tail), and starts a new WAL
-    /// segment. What replay found is in [`Store::replay_stats`].
+    /// segment. What replay found is in [`Store::replay_stats`]. Fails with
+    /// [`StoreError::Locked`] while another store (in any process) has `dir` open.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let started = Instant::now();
         let (wal_dir, blocks_dir) = (dir.join("wal"), dir.join("blocks"));
         for d in [dir, &wal_dir, &blocks_dir] {
             std::fs::create_dir_all(d).map_err(io("create directory", d))?;
         }
+        let lock = DirLock::acquire(dir)?;
         let mut stats = ReplayStats::default();
         let (blocks, next_seq) = open_blocks(&blocks_dir, options.verify_blocks_on_open, &mut stats)?;
         let mut store = Store::new(options.clone());
@@ -190,6 +195,7 @@ impl Store {
             next_block: AtomicU64::new(next_seq),
             replay: ReplayStats::default(),
             options,
+            lock: Some(lock),
             ticker,
         });
         // Series that live only in blocks get ids now (logged, so later replays agree).
@@ -220,6 +226,17 @@ impl Store {
     /// call fails: reopen the store.
     pub fn commit(&self) -> Result<(), StoreError> {
         self.disk.as_ref().map_or(Ok(()), |d| d.wal.commit())
+    }
+
+    /// Leaves the store as a crash would: nothing buffered is written or fsynced and nothing is
+    /// cleaned up, except that the directory lock is released so the directory can be reopened
+    /// in this process. For crash tests; a real crash releases the lock with the process.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        if let Some(disk) = self.disk.as_mut() {
+            drop(disk.lock.take());
+        }
+        std::mem::forget(self);
     }
 
     /// What the last [`Store::open`] found (`None` for an in-memory store).

@@ -63,6 +63,32 @@ impl Postings {
             .or_insert(PostingList::One(id));
     }
 
+    /// Forgets that series `id` has `name=value`, dropping lists and names left empty.
+    pub(crate) fn remove(&mut self, name: SymbolId, value: SymbolId, id: SeriesId) {
+        let Some(values) = self.by_name.get_mut(&name) else {
+            return;
+        };
+        let emptied = match values.get_mut(&value) {
+            Some(PostingList::One(only)) => *only == id,
+            Some(PostingList::Many(ids)) => {
+                if let Ok(i) = ids.binary_search(&id) {
+                    ids.remove(i);
+                }
+                if let [only] = ids[..] {
+                    values.insert(value, PostingList::One(only));
+                }
+                false
+            }
+            None => false,
+        };
+        if emptied {
+            values.remove(&value);
+            if values.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+
     /// The series with `name=value`.
     pub(crate) fn get(&self, name: SymbolId, value: SymbolId) -> &[SeriesId] {
         self.by_name
@@ -194,5 +220,12 @@ mod tests {
         assert_eq!(p.get(9, 1), [] as [u32; 0]);
         assert_eq!(p.values(0).count(), 2);
         assert_eq!(p.names().collect::<Vec<_>>(), [0]);
+        p.remove(0, 1, 4);
+        assert!(matches!(p.get(0, 1), [0]));
+        p.remove(0, 1, 0);
+        p.remove(0, 1, 0);
+        assert_eq!(p.values(0).count(), 1);
+        p.remove(0, 2, 5);
+        assert_eq!(p.names().count(), 0);
     }
 }

@@ -145,7 +145,7 @@ proptest! {
                 }
                 Op::Crash => {
                     // No final commit, no flush of the WAL buffer: what was written may survive.
-                    std::mem::forget(store);
+                    store.abandon();
                     (store, refs) = open(dir.path());
                     for (i, r) in refs.iter().enumerate() {
                         let got: BTreeMap<i64, u64> = all_samples(&store, *r).into_iter().collect();
