@@ -100,6 +100,15 @@ impl Ingest for StoreIngest {
                     .inc_by(n);
             }
         }
+        if stats.unknown_series > 0 {
+            // The store forgot a series this stream's dictionary still names (it had no data
+            // left): fail the stream so the collector reconnects, defines its series again and
+            // resends the unacknowledged batch.
+            return Err(format!(
+                "{} samples name series the store has forgotten; reconnect to redefine them",
+                stats.unknown_series
+            ));
+        }
         Ok(())
     }
 

@@ -55,7 +55,10 @@ impl SeriesWriter {
         if batch.is_empty() {
             return;
         }
-        self.store.append_batch(&batch);
+        if self.store.append_batch(&batch).unknown_series > 0 {
+            // The store forgot a series idle past retention: look every label set up again next time.
+            self.refs.clear();
+        }
         if let Err(e) = self.store.commit() {
             tracing::warn!(error = %e, "Could not commit derived series.");
         }
