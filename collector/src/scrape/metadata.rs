@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use meshfed_model::exposition::{Format, MetricType};
+use meshfed_model::exposition::{Format, MetricType, unescape_help};
 use meshfed_relay::proto::MetricMetadata;
 
 /// Remembers what a target's metadata looked like last time.
@@ -83,32 +83,6 @@ fn api_type(t: MetricType) -> &'static str {
         MetricType::StateSet => "stateset",
         MetricType::Unknown => "unknown",
     }
-}
-
-/// HELP escapes: `\\` and `\n` in both formats, `\"` in OpenMetrics; anything else stays as is.
-fn unescape_help(text: &str, format: Format) -> String {
-    if !text.contains('\\') {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('"') if format == Format::OpenMetrics => out.push('"'),
-            Some(o) => {
-                out.push('\\');
-                out.push(o);
-            }
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -31,6 +31,16 @@ mod tests;
 pub use error::ParseError;
 pub use render::{format_value, render};
 
+/// A HELP text with its escapes replaced: `\\` and `\n` in both formats, `\"` in OpenMetrics;
+/// any other escape is kept as written. The parser's own rule, for callers that read comment
+/// lines themselves.
+pub fn unescape_help(text: &str, format: Format) -> String {
+    if !text.contains('\\') {
+        return text.to_owned();
+    }
+    lexer::unescape(text, format == Format::OpenMetrics)
+}
+
 /// The Content-Type prefix that selects OpenMetrics.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text";
 
