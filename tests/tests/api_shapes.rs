@@ -334,6 +334,18 @@ async fn api_responses_have_prometheus_shapes() {
         case("metadata", "/api/v1/metadata", &[]).maps(&["data"]),
         case("query_exemplars", "/api/v1/query_exemplars", &[("query", "istio_requests_total"), ("start", start_s), ("end", now_s)]),
         case("rules", "/api/v1/rules", &[]),
+        // As Grafana's backend sends them (docs/query.md, "What Grafana sends").
+        case("grafana health check", "/api/v1/query", &[("query", "1+1"), ("time", "4")]).post().nonempty(),
+        case(
+            "grafana panel query",
+            "/api/v1/query_range",
+            &[("query", "sum by (response_code) (rate(istio_requests_total[5s]))"), ("start", start_s), ("end", now_s), ("step", "2"), ("timeout", "30s")],
+        )
+        .post()
+        .nonempty(),
+        case("grafana bad timeout", "/api/v1/query", &[("query", "up"), ("timeout", "soon")]).post(),
+        case("grafana labels POST", "/api/v1/labels", &[("match[]", "istio_requests_total"), ("start", start_s), ("end", now_s)]).post().nonempty(),
+        case("grafana exemplars POST", "/api/v1/query_exemplars", &[("query", "test"), ("start", start_s), ("end", now_s)]).post(),
         case("alerts", "/api/v1/alerts", &[]),
         case("format_query", "/api/v1/format_query", &[("query", "sum by(job)(rate(up[5m]))")]).nonempty(),
         case("format_query bad", "/api/v1/format_query", &[("query", "sum(")]),
@@ -462,7 +474,21 @@ async fn api_responses_have_prometheus_shapes() {
         failures.push(format!("gzip: prometheus {pe:?}, meshfed {oe:?}"));
     }
 
-    let total = cases.len() + 2;
+    // Grafana POSTs resource calls such as buildinfo and rules first and retries with GET on 405
+    // or 400, so the status of the POST must be one of those, as Prometheus' is.
+    for path in ["/api/v1/status/buildinfo", "/api/v1/rules"] {
+        let post = case("grafana POST", path, &[]).post();
+        let (ps, _, _) = fetch(&client, &theirs, &post).await;
+        let (os, _, _) = fetch(&client, &ours, &post).await;
+        println!("{:<30} {ps} {os}", format!("POST {path}"));
+        if ps == os {
+            passed += 1;
+        } else {
+            failures.push(format!("POST {path}: prometheus {ps}, meshfed {os}"));
+        }
+    }
+
+    let total = cases.len() + 4;
     for f in &failures {
         println!("FAILED {f}");
     }

@@ -99,6 +99,18 @@ impl Engine {
         &self.options
     }
 
+    /// This engine with its per-query wall-clock budget lowered to `timeout` (the API's
+    /// `timeout` parameter: the shorter of the two applies, as in Prometheus).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        let mut options = self.options.clone();
+        options.timeout = options.timeout.min(timeout);
+        Self {
+            store: Arc::clone(&self.store),
+            options,
+            metadata: self.metadata.clone(),
+        }
+    }
+
     /// Evaluates `query` at `at_ms`.
     pub fn query_instant(&self, query: &str, at_ms: i64) -> Result<Value> {
         let at_ms = eval::clamp_ms(at_ms);

@@ -10,7 +10,7 @@ pub mod params;
 pub mod response;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,7 +23,7 @@ use meshfed_model::Matcher;
 use crate::engine::{Engine, matcher_sets, parse};
 use crate::sql::{SqlEngine, SqlOptions};
 use error::ApiError;
-use params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration};
+use params::{MAX_TIME_MS, MIN_TIME_MS, Params, parse_duration, unescape_label_name};
 use promql_parser::parser::Expr;
 use tower_http::compression::CompressionLayer;
 
@@ -82,6 +82,7 @@ async fn query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
+    let engine = with_timeout(engine, &p)?;
     let q = p.required("query")?.to_string();
     let at = p.time_or("time", now_ms())?;
     let value = run(move || engine.query_instant(&q, at)).await??;
@@ -96,6 +97,7 @@ async fn query_range(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::from_parts(&method, &uri, &headers, &body);
+    let engine = with_timeout(engine, &p)?;
     let q = p.required("query")?.to_string();
     let start = p.time("start")?;
     let end = p.time("end")?;
@@ -119,6 +121,21 @@ async fn query_range(
     }
     let value = run(move || engine.query_range(&q, start, end, step)).await??;
     Ok(json(response::query_body(&value)))
+}
+
+/// The engine to run a query with: the shared one, or, when the request has a `timeout`
+/// parameter (Grafana sends its data source's "Query timeout" there), a copy whose budget is the
+/// shorter of the two.
+fn with_timeout(engine: Arc<Engine>, p: &Params) -> Result<Arc<Engine>, ApiError> {
+    match p.get("timeout") {
+        None | Some("") => Ok(engine),
+        Some(v) => {
+            let ms = parse_duration(v)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+            let timeout = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+            Ok(Arc::new(engine.with_timeout(timeout)))
+        }
+    }
 }
 
 /// Parses `match[]` selectors into matcher sets.
@@ -170,6 +187,7 @@ async fn label_values(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
+    let name = unescape_label_name(&name).into_owned();
     let p = Params::from_parts(&Method::GET, &uri, &HeaderMap::new(), &Bytes::new());
     let (start, end) = (p.time_or("start", MIN_TIME_MS)?, p.time_or("end", MAX_TIME_MS)?);
     let sets = match_sets(&p)?;

@@ -64,6 +64,48 @@ impl Params {
     }
 }
 
+/// Decodes a label name Grafana escaped for a URL path (`U__` prefix, `__` for `_`, `_<hex>_` for
+/// any other code point), as Prometheus 3 does on `/api/v1/label/<name>/values`. A name without the
+/// prefix, or one that does not decode, is returned unchanged.
+pub fn unescape_label_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let Some(escaped) = name.strip_prefix("U__") else {
+        return name.into();
+    };
+    let mut out = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            None => return name.into(),
+            Some('_') => out.push('_'),
+            Some(first) => {
+                let mut code: u32 = 0;
+                let mut next = Some(first);
+                let mut digits = 0;
+                loop {
+                    match next {
+                        Some('_') if digits > 0 => break,
+                        Some(h) if digits < 6 && h.is_ascii_hexdigit() => {
+                            code = code * 16 + h.to_digit(16).unwrap_or(0);
+                            digits += 1;
+                        }
+                        _ => return name.into(),
+                    }
+                    next = chars.next();
+                }
+                match char::from_u32(code) {
+                    Some(decoded) => out.push(decoded),
+                    None => return name.into(),
+                }
+            }
+        }
+    }
+    out.into()
+}
+
 /// Smallest and largest times the API accepts as defaults (Prometheus' minTime/maxTime, in ms).
 pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974;
 /// See [`MIN_TIME_MS`].
@@ -179,6 +221,19 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
         assert_eq!(parse_time("2023-11-14T23:13:20.5+01:00"), Ok(1_700_000_000_500));
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn escaped_label_names() {
+        assert_eq!(unescape_label_name("job"), "job");
+        assert_eq!(unescape_label_name("U__my__label"), "my_label");
+        assert_eq!(unescape_label_name("U__http_2e_method"), "http.method");
+        assert_eq!(unescape_label_name("U__caf_e9_"), "café");
+        // Malformed escapes are left alone, as Prometheus does.
+        assert_eq!(unescape_label_name("U__bad_zz_"), "U__bad_zz_");
+        assert_eq!(unescape_label_name("U__open_2e"), "U__open_2e");
+        assert_eq!(unescape_label_name("U__trailing_"), "U__trailing_");
+        assert_eq!(unescape_label_name("U__too_1234567_"), "U__too_1234567_");
     }
 
     #[test]
