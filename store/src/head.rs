@@ -12,6 +12,7 @@ use meshfed_model::Sample;
 use parking_lot::RwLock;
 
 use crate::chunk::{XorAppender, XorIter};
+use crate::head_chunks::{ChunkLoc, ChunkView, HeadChunkFiles};
 
 /// Bytes preallocated for a new open chunk; it grows as needed and is trimmed when closed.
 const OPEN_CHUNK_BYTES: usize = 32;
@@ -52,21 +53,50 @@ pub(crate) enum AppendOutcome {
     Forgotten,
 }
 
+/// Where a closed chunk's bytes are.
+#[derive(Debug)]
+enum ChunkData {
+    /// On the heap (in-memory stores, a chunk re-encoded by a cut, or after a file write error).
+    Heap(Box<[u8]>),
+    /// In a memory-mapped head-chunk file (`head_chunks.rs`).
+    Mapped(ChunkLoc),
+}
+
 /// A full chunk that no longer changes.
 #[derive(Debug)]
 struct ClosedChunk {
-    bytes: Box<[u8]>,
     min_t: i64,
-    max_t: i64,
+    /// `max_t - min_t`: a chunk is closed early rather than span more than `u32::MAX` ms.
+    span: u32,
     count: u16,
+    data: ChunkData,
+}
+
+impl ClosedChunk {
+    fn max_t(&self) -> i64 {
+        self.min_t.saturating_add(i64::from(self.span))
+    }
+
+    fn bytes<'a>(&'a self, view: &'a ChunkView<'_>) -> &'a [u8] {
+        match &self.data {
+            ChunkData::Heap(b) => b,
+            ChunkData::Mapped(loc) => view.bytes(*loc),
+        }
+    }
+}
+
+/// `max_t - min_t` if it fits a chunk's span.
+fn span(min_t: i64, max_t: i64) -> Option<u32> {
+    max_t.checked_sub(min_t).and_then(|d| u32::try_from(d).ok())
 }
 
 /// A series' chunks.
 #[derive(Debug)]
 struct Chunks {
     closed: Vec<ClosedChunk>,
-    /// Holds the newest sample whenever the series has any: a full chunk is closed only when the
-    /// next sample arrives.
+    /// Holds the newest sample whenever the series has any, except right after an open reused a
+    /// chunk file's chunk (then the newest is the last closed chunk's `max_t`): a full chunk is
+    /// closed only when the next sample arrives.
     open: XorAppender,
     open_min_t: i64,
 }
@@ -75,6 +105,27 @@ impl Chunks {
     /// No closed chunk and nothing in the open one.
     fn holds_nothing(&self) -> bool {
         self.closed.is_empty() && self.open.count() == 0
+    }
+
+    /// Closes the open chunk (which holds samples): to a chunk file if there is one, else kept
+    /// on the heap.
+    fn close_open(&mut self, series: u64, files: &HeadChunkFiles) {
+        let Some((max_t, _)) = self.open.last() else {
+            return;
+        };
+        let full = std::mem::replace(&mut self.open, XorAppender::with_capacity(OPEN_CHUNK_BYTES));
+        let (min_t, count) = (self.open_min_t, full.count());
+        let data = match files.write(series, min_t, max_t, count, full.bytes()) {
+            Some(loc) => ChunkData::Mapped(loc),
+            None => ChunkData::Heap(full.finish()),
+        };
+        self.closed.push(ClosedChunk {
+            min_t,
+            span: span(min_t, max_t).unwrap_or(u32::MAX),
+            count,
+            data,
+        });
+        self.open_min_t = EMPTY;
     }
 }
 
@@ -116,7 +167,7 @@ impl MemSeries {
     /// Whether the series has a sample in `[mint, maxt]`. Answered from its bounds alone unless
     /// the range falls strictly between its oldest and newest samples without containing a chunk
     /// boundary; then one chunk is decoded.
-    pub(crate) fn has_sample_in(&self, mint: i64, maxt: i64) -> bool {
+    pub(crate) fn has_sample_in(&self, mint: i64, maxt: i64, files: &HeadChunkFiles) -> bool {
         if mint > maxt || !self.overlaps(mint, maxt) {
             return false;
         }
@@ -124,12 +175,13 @@ impl MemSeries {
             return true;
         }
         let chunks = self.chunks.read();
-        let first = chunks.closed.partition_point(|c| c.max_t < mint);
+        let view = files.view();
+        let first = chunks.closed.partition_point(|c| c.max_t() < mint);
         let (bytes, count, min_t) = match chunks.closed.get(first) {
-            Some(c) => (&c.bytes[..], c.count, c.min_t),
+            Some(c) => (c.bytes(&view), c.count, c.min_t),
             None => (chunks.open.bytes(), chunks.open.count(), chunks.open_min_t),
         };
-        if min_t > maxt {
+        if count == 0 || min_t > maxt {
             return false;
         }
         min_t >= mint
@@ -138,13 +190,16 @@ impl MemSeries {
                 .is_some_and(|(t, _)| t <= maxt)
     }
 
-    /// Appends a sample, cutting a new chunk once the open one holds `samples_per_chunk`.
+    /// Appends a sample to series `id`, cutting a new chunk once the open one holds
+    /// `samples_per_chunk` (the full one goes to `files`).
     pub(crate) fn append(
         &self,
+        id: u64,
         t: i64,
         v: f64,
         samples_per_chunk: u16,
         min_valid: &AtomicI64,
+        files: &HeadChunkFiles,
     ) -> AppendOutcome {
         let mut chunks = self.chunks.write();
         // Read under the lock: a cut raises the bound before it takes this lock to copy samples.
@@ -154,7 +209,22 @@ impl MemSeries {
         if chunks.holds_nothing() && chunks.open_min_t == FORGOTTEN {
             return AppendOutcome::Forgotten;
         }
-        if let Some((last_t, last_bits)) = chunks.open.last() {
+        let newest = match chunks.open.last() {
+            Some(last) => Some(last),
+            // Only after an open reused a chunk file's chunk as the newest; decoded on a repeat.
+            None => chunks.closed.last().map(|c| {
+                let bits = if t == c.max_t() {
+                    let view = files.view();
+                    XorIter::new(c.bytes(&view), c.count)
+                        .last()
+                        .map_or(!v.to_bits(), |(_, v)| v.to_bits())
+                } else {
+                    0
+                };
+                (c.max_t(), bits)
+            }),
+        };
+        if let Some((last_t, last_bits)) = newest {
             if t < last_t {
                 return AppendOutcome::OutOfOrder(last_t);
             }
@@ -165,15 +235,9 @@ impl MemSeries {
                     AppendOutcome::Duplicate
                 };
             }
-            if chunks.open.count() >= samples_per_chunk {
-                let full = std::mem::replace(&mut chunks.open, XorAppender::with_capacity(OPEN_CHUNK_BYTES));
-                let min_t = chunks.open_min_t;
-                chunks.closed.push(ClosedChunk {
-                    count: full.count(),
-                    bytes: full.finish(),
-                    min_t,
-                    max_t: last_t,
-                });
+            let open = chunks.open.count();
+            if open > 0 && (open >= samples_per_chunk || span(chunks.open_min_t, t).is_none()) {
+                chunks.close_open(id, files);
             }
         }
         if chunks.open.count() == 0 {
@@ -193,19 +257,53 @@ impl MemSeries {
         AppendOutcome::Appended
     }
 
+    /// At open: takes a chunk file's chunk `[min_t, max_t]` of `count` samples at `loc` as the
+    /// series' next closed chunk (closing the open one first), if the series' newest sample is
+    /// older than `min_t`. Returns whether it did.
+    pub(crate) fn attach(
+        &self,
+        id: u64,
+        loc: ChunkLoc,
+        (min_t, max_t, count): (i64, i64, u16),
+        files: &HeadChunkFiles,
+    ) -> bool {
+        let mut chunks = self.chunks.write();
+        let Some(span) = span(min_t, max_t) else {
+            return false;
+        };
+        if count == 0 || self.max_t().is_some_and(|newest| newest >= min_t) || chunks.open_min_t == FORGOTTEN
+        {
+            return false;
+        }
+        chunks.close_open(id, files);
+        chunks.closed.push(ClosedChunk {
+            min_t,
+            span,
+            count,
+            data: ChunkData::Mapped(loc),
+        });
+        chunks.open_min_t = EMPTY;
+        if self.min_t.load(Ordering::Relaxed) == i64::MAX {
+            self.min_t.store(min_t, Ordering::Release);
+        }
+        self.max_t.store(max_t, Ordering::Release);
+        true
+    }
+
     /// Replaces `out` with the samples in `[mint, maxt]`, oldest first.
-    pub(crate) fn read(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    pub(crate) fn read(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>, files: &HeadChunkFiles) {
         out.clear();
-        self.read_into(mint, maxt, out);
+        self.read_into(mint, maxt, out, files);
     }
 
     /// Appends the samples in `[mint, maxt]` to `out`, oldest first.
-    pub(crate) fn read_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    pub(crate) fn read_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>, files: &HeadChunkFiles) {
         if mint > maxt || !self.overlaps(mint, maxt) {
             return;
         }
         let chunks = self.chunks.read();
-        let first = chunks.closed.partition_point(|c| c.max_t < mint);
+        let view = files.view();
+        let first = chunks.closed.partition_point(|c| c.max_t() < mint);
         let in_range = chunks.closed[first..].iter().take_while(|c| c.min_t <= maxt);
         // Grow the caller's buffer at most once.
         out.reserve(in_range.map(|c| usize::from(c.count)).sum::<usize>() + usize::from(chunks.open.count()));
@@ -213,7 +311,7 @@ impl MemSeries {
             if c.min_t > maxt {
                 return;
             }
-            push_range(XorIter::new(&c.bytes, c.count), mint, maxt, out);
+            push_range(XorIter::new(c.bytes(&view), c.count), mint, maxt, out);
         }
         if chunks.open.count() > 0 && chunks.open_min_t <= maxt {
             push_range(
@@ -231,21 +329,26 @@ impl MemSeries {
         (t != i64::MIN || self.min_t.load(Ordering::Acquire) != i64::MAX).then_some(t)
     }
 
-    /// Drops the samples older than `boundary`; returns how many.
-    pub(crate) fn drop_before(&self, boundary: i64) -> u64 {
+    /// Drops the samples older than `boundary`; returns how many. A mapped chunk straddling the
+    /// boundary is re-encoded onto the heap, so no mapped chunk before `boundary` stays referenced.
+    pub(crate) fn drop_before(&self, boundary: i64, files: &HeadChunkFiles) -> u64 {
         if self.min_t.load(Ordering::Acquire) >= boundary {
             return 0;
         }
         let mut chunks = self.chunks.write();
-        let whole = chunks.closed.partition_point(|c| c.max_t < boundary);
+        let whole = chunks.closed.partition_point(|c| c.max_t() < boundary);
         let mut removed: u64 = chunks.closed.drain(..whole).map(|c| u64::from(c.count)).sum();
         if let Some(c) = chunks.closed.first_mut() {
             if c.min_t < boundary {
-                let (kept, rest) = reencode(&c.bytes, c.count, boundary);
+                let view = files.view();
+                let (kept, rest) = reencode(c.bytes(&view), c.count, boundary);
+                drop(view);
+                let max_t = c.max_t();
                 removed += u64::from(c.count - kept.count());
                 c.min_t = rest.unwrap_or(c.min_t);
+                c.span = span(c.min_t, max_t).unwrap_or(0);
                 c.count = kept.count();
-                c.bytes = kept.finish();
+                c.data = ChunkData::Heap(kept.finish());
             }
         } else if chunks.open.count() > 0 && chunks.open_min_t < boundary {
             let (kept, rest) = reencode(chunks.open.bytes(), chunks.open.count(), boundary);
@@ -302,12 +405,20 @@ impl MemSeries {
         }
     }
 
-    /// Heap bytes held by the chunks, plus the series itself.
+    /// Heap bytes held by the chunks, plus the series itself (mapped chunks count only their
+    /// entry: their bytes are in the page cache, not the heap).
     pub(crate) fn heap_bytes(&self) -> usize {
         let chunks = self.chunks.read();
         size_of::<Self>()
             + chunks.closed.capacity() * size_of::<ClosedChunk>()
-            + chunks.closed.iter().map(|c| c.bytes.len()).sum::<usize>()
+            + chunks
+                .closed
+                .iter()
+                .map(|c| match &c.data {
+                    ChunkData::Heap(b) => b.len(),
+                    ChunkData::Mapped(_) => 0,
+                })
+                .sum::<usize>()
             + chunks.open.capacity()
     }
 }
@@ -340,26 +451,30 @@ mod tests {
     use super::*;
 
     static NO_BOUND: AtomicI64 = AtomicI64::new(i64::MIN);
+    static NO_FILES: HeadChunkFiles = HeadChunkFiles::none();
 
     #[test]
     fn drop_before_keeps_the_rest_readable() {
         for boundary in [0, 5, 30, 35, 95, 1000] {
             let s = MemSeries::default();
             for i in 0..10 {
-                s.append(i * 10, i as f64, 3, &NO_BOUND);
+                s.append(0, i * 10, i as f64, 3, &NO_BOUND, &NO_FILES);
             }
             let want: Vec<(i64, u64)> = read_all(&s).into_iter().filter(|&(t, _)| t >= boundary).collect();
-            let removed = s.drop_before(boundary);
+            let removed = s.drop_before(boundary, &NO_FILES);
             assert_eq!(removed as usize, 10 - want.len(), "boundary {boundary}");
             assert_eq!(read_all(&s), want, "boundary {boundary}");
-            assert_eq!(s.has_sample_in(i64::MIN, i64::MAX), !want.is_empty());
-            assert_eq!(s.append(1000, 1.0, 3, &NO_BOUND), AppendOutcome::Appended);
+            assert_eq!(s.has_sample_in(i64::MIN, i64::MAX, &NO_FILES), !want.is_empty());
+            assert_eq!(
+                s.append(0, 1000, 1.0, 3, &NO_BOUND, &NO_FILES),
+                AppendOutcome::Appended
+            );
         }
     }
 
     fn read_all(s: &MemSeries) -> Vec<(i64, u64)> {
         let mut out = Vec::new();
-        s.read(i64::MIN, i64::MAX, &mut out);
+        s.read(i64::MIN, i64::MAX, &mut out, &NO_FILES);
         out.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect()
     }
 
@@ -367,15 +482,18 @@ mod tests {
     fn chunks_are_cut_and_read_across() {
         let s = MemSeries::default();
         for i in 0..10 {
-            assert_eq!(s.append(i * 10, i as f64, 3, &NO_BOUND), AppendOutcome::Appended);
+            assert_eq!(
+                s.append(0, i * 10, i as f64, 3, &NO_BOUND, &NO_FILES),
+                AppendOutcome::Appended
+            );
         }
         assert_eq!(s.chunks.read().closed.len(), 3);
         assert_eq!(read_all(&s).len(), 10);
         let mut out = Vec::new();
-        s.read(25, 61, &mut out);
+        s.read(25, 61, &mut out, &NO_FILES);
         let ts: Vec<i64> = out.iter().map(|s| s.timestamp_ms).collect();
         assert_eq!(ts, [30, 40, 50, 60]);
-        s.read(61, 25, &mut out);
+        s.read(61, 25, &mut out, &NO_FILES);
         assert!(out.is_empty());
         // Bounds overlap but no sample lies in between, inside a chunk and across a chunk gap.
         for (mint, maxt, want) in [
@@ -385,19 +503,35 @@ mod tests {
             (21, 29, false),
             (0, 0, true),
         ] {
-            assert_eq!(s.has_sample_in(mint, maxt), want, "[{mint}, {maxt}]");
+            assert_eq!(s.has_sample_in(mint, maxt, &NO_FILES), want, "[{mint}, {maxt}]");
         }
-        assert!(s.has_sample_in(85, 95) && !s.has_sample_in(91, 99) && !s.has_sample_in(-5, -1));
-        assert!(!MemSeries::default().has_sample_in(i64::MIN, i64::MAX));
+        assert!(
+            s.has_sample_in(85, 95, &NO_FILES)
+                && !s.has_sample_in(91, 99, &NO_FILES)
+                && !s.has_sample_in(-5, -1, &NO_FILES)
+        );
+        assert!(!MemSeries::default().has_sample_in(i64::MIN, i64::MAX, &NO_FILES));
     }
 
     #[test]
     fn order_rules() {
         let s = MemSeries::default();
-        assert_eq!(s.append(100, 1.0, 120, &NO_BOUND), AppendOutcome::Appended);
-        assert_eq!(s.append(100, 1.0, 120, &NO_BOUND), AppendOutcome::Unchanged);
-        assert_eq!(s.append(100, 2.0, 120, &NO_BOUND), AppendOutcome::Duplicate);
-        assert_eq!(s.append(99, 1.0, 120, &NO_BOUND), AppendOutcome::OutOfOrder(100));
+        assert_eq!(
+            s.append(0, 100, 1.0, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Appended
+        );
+        assert_eq!(
+            s.append(0, 100, 1.0, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Unchanged
+        );
+        assert_eq!(
+            s.append(0, 100, 2.0, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Duplicate
+        );
+        assert_eq!(
+            s.append(0, 99, 1.0, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::OutOfOrder(100)
+        );
         assert!(s.overlaps(100, 100) && !s.overlaps(101, 200) && !s.overlaps(0, 99));
         assert_eq!(read_all(&s), [(100, 1f64.to_bits())]);
     }
@@ -406,9 +540,18 @@ mod tests {
     fn stale_marker_repeat_is_unchanged_but_plain_nan_differs() {
         let s = MemSeries::default();
         let stale = f64::from_bits(meshfed_model::STALE_NAN_BITS);
-        assert_eq!(s.append(1, stale, 120, &NO_BOUND), AppendOutcome::Appended);
-        assert_eq!(s.append(1, stale, 120, &NO_BOUND), AppendOutcome::Unchanged);
-        assert_eq!(s.append(1, f64::NAN, 120, &NO_BOUND), AppendOutcome::Duplicate);
+        assert_eq!(
+            s.append(0, 1, stale, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Appended
+        );
+        assert_eq!(
+            s.append(0, 1, stale, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Unchanged
+        );
+        assert_eq!(
+            s.append(0, 1, f64::NAN, 120, &NO_BOUND, &NO_FILES),
+            AppendOutcome::Duplicate
+        );
         assert_eq!(read_all(&s), [(1, meshfed_model::STALE_NAN_BITS)]);
     }
 }

@@ -23,6 +23,7 @@ mod chunk;
 mod error;
 mod forget;
 mod head;
+mod head_chunks;
 mod lock;
 mod maintain;
 mod persist;
@@ -46,6 +47,7 @@ pub use crate::wal::replay::ReplayStats;
 
 use crate::block::set::BlockSet;
 use crate::head::AppendOutcome;
+use crate::head_chunks::HeadChunkFiles;
 use crate::persist::Disk;
 use crate::postings::SeriesId;
 use crate::registry::Registry;
@@ -221,6 +223,8 @@ pub struct Store {
     table: SeriesTable,
     /// Appends older than this are refused (the newest cut boundary).
     min_valid: AtomicI64,
+    /// Closed head chunks on disk, memory-mapped (none for an in-memory store).
+    chunk_files: HeadChunkFiles,
     /// WAL and blocks, when opened from a directory.
     disk: Option<Disk>,
 }
@@ -234,6 +238,7 @@ impl Store {
             registry: Registry::default(),
             table: SeriesTable::default(),
             min_valid: AtomicI64::new(i64::MIN),
+            chunk_files: HeadChunkFiles::none(),
             disk: None,
         }
     }
@@ -246,9 +251,11 @@ impl Store {
     /// Whether `id` has a sample in `[mint, maxt]` in the head (past the floor) or a block.
     fn has_sample_in(&self, set: Option<&BlockSet>, id: SeriesId, mint: i64, maxt: i64) -> bool {
         match set {
-            None => self.table.has_sample_in(id, mint, maxt),
+            None => self.table.has_sample_in(id, mint, maxt, &self.chunk_files),
             Some(set) => {
-                self.table.has_sample_in(id, mint.max(set.floor), maxt) || set.has_sample_in(id, mint, maxt)
+                self.table
+                    .has_sample_in(id, mint.max(set.floor), maxt, &self.chunk_files)
+                    || set.has_sample_in(id, mint, maxt)
             }
         }
     }
@@ -284,7 +291,14 @@ impl Store {
 
     fn append_one(&self, series: SeriesRef, timestamp_ms: i64, value: f64) -> Option<AppendOutcome> {
         self.table.with(series.0, |s| {
-            s.append(timestamp_ms, value, self.samples_per_chunk, &self.min_valid)
+            s.append(
+                series.0,
+                timestamp_ms,
+                value,
+                self.samples_per_chunk,
+                &self.min_valid,
+                &self.chunk_files,
+            )
         })
     }
 
@@ -376,14 +390,16 @@ impl Store {
     pub fn read_samples(&self, series: SeriesRef, mint_ms: i64, maxt_ms: i64, out: &mut Vec<Sample>) {
         out.clear();
         let Some(set) = self.block_set() else {
-            self.table.with(series.0, |s| s.read(mint_ms, maxt_ms, out));
+            self.table
+                .with(series.0, |s| s.read(mint_ms, maxt_ms, out, &self.chunk_files));
             return;
         };
         if let Ok(id) = SeriesId::try_from(series.0) {
             set.read_into(id, mint_ms, maxt_ms, out);
         }
-        self.table
-            .with(series.0, |s| s.read_into(mint_ms.max(set.floor), maxt_ms, out));
+        self.table.with(series.0, |s| {
+            s.read_into(mint_ms.max(set.floor), maxt_ms, out, &self.chunk_files)
+        });
     }
 
     /// Sorted label names of series matching any of the matcher sets (all series when empty) with

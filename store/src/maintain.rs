@@ -66,8 +66,9 @@ impl Store {
         let n = self.registry.read().len() as SeriesId;
         let (mut ids, mut buf, mut start) = (Vec::new(), Vec::new(), floor);
         for id in 0..n {
-            self.table
-                .with(u64::from(id), |s| s.read(floor, before_ms - 1, &mut buf));
+            self.table.with(u64::from(id), |s| {
+                s.read(floor, before_ms - 1, &mut buf, &self.chunk_files)
+            });
             if let Some(first) = buf.first() {
                 if floor == i64::MIN {
                     start = if start == i64::MIN {
@@ -96,10 +97,13 @@ impl Store {
         for &id in &ids {
             removed += self
                 .table
-                .with(u64::from(id), |s| s.drop_before(before_ms))
+                .with(u64::from(id), |s| s.drop_before(before_ms, &self.chunk_files))
                 .unwrap_or(0);
         }
         self.table.uncount_samples(removed);
+        // No head chunk before the new bound is mapped any more (drop_before re-encoded the
+        // straddling ones onto the heap).
+        self.chunk_files.remove_below(before_ms)?;
         self.checkpoint(disk)?;
         Ok(Some(info))
     }
@@ -122,8 +126,9 @@ impl Store {
         let min = self.min_valid.load(Ordering::Acquire);
         let (mut buf, mut rows) = (Vec::new(), Vec::new());
         for id in 0..n {
-            self.table
-                .with(u64::from(id), |s| s.read(min, i64::MAX, &mut buf));
+            self.table.with(u64::from(id), |s| {
+                s.read(min, i64::MAX, &mut buf, &self.chunk_files)
+            });
             rows.extend(
                 buf.iter()
                     .map(|s| (u64::from(id), s.timestamp_ms, s.value.to_bits())),
@@ -214,8 +219,9 @@ impl Store {
             doomed.extend(set.blocks.iter().filter(|b| b.end <= cutoff).map(|b| b.seq));
         }
         if let Some(limit) = disk.options.retention_bytes {
-            // The WAL (segments and checkpoint) counts too; only blocks can be deleted.
-            let mut total = set.bytes() + dir_bytes(disk.wal.dir());
+            // The WAL (segments and checkpoint) and the head chunk files count too; only blocks
+            // can be deleted.
+            let mut total = set.bytes() + dir_bytes(disk.wal.dir()) + self.chunk_files.disk_bytes();
             for b in &set.blocks {
                 if total <= limit {
                     break;

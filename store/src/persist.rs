@@ -1,7 +1,8 @@
 //! Opening a store from its directory: blocks, WAL replay, the fsync ticker; and the durability
 //! contract, [`Store::commit`].
 //!
-//! Directory layout: `LOCK` (see `lock.rs`), `wal/` (segments and checkpoints), `blocks/` (one `.blk` file per block),
+//! Directory layout: `LOCK` (see `lock.rs`), `wal/` (segments and checkpoints), `chunks_head/`
+//! (closed head chunks, see `head_chunks.rs`), `blocks/` (one `.blk` file per block),
 //! `quarantine/` (blocks that failed verification, kept for inspection).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use crate::block::set::BlockSet;
 use crate::block::{Block, quarantine};
 use crate::error::{Result, StoreError, io};
 use crate::head::AppendOutcome;
+use crate::head_chunks::HeadChunkFiles;
+use crate::head_chunks::scan::Pending;
 use crate::lock::DirLock;
 use crate::postings::SeriesId;
 use crate::wal::Wal;
@@ -62,6 +65,8 @@ struct Sink<'a> {
     store: &'a Store,
     /// WAL ref → store id (identical unless records were lost).
     refs: Vec<SeriesId>,
+    /// Chunks in `chunks_head/` that replay may reuse.
+    pending: Pending,
 }
 
 impl ReplaySink for Sink<'_> {
@@ -70,6 +75,10 @@ impl ReplaySink for Sink<'_> {
             .store
             .registry
             .get_or_create(&labels, |id| self.store.table.push(id), |_| {});
+        if u64::from(id) != series {
+            // The files' refs are the writer's ids; from here on they may name other series.
+            self.pending.disable();
+        }
         let Ok(at) = usize::try_from(series) else { return };
         if at < 1 << 32 {
             if self.refs.len() <= at {
@@ -80,22 +89,38 @@ impl ReplaySink for Sink<'_> {
     }
 
     fn samples(&mut self, samples: &[(u64, i64, u64)]) -> u64 {
-        let mut applied = 0;
+        let (store, pending) = (self.store, &mut self.pending);
+        let min_valid = store.min_valid.load(Ordering::Acquire);
+        let (mut applied, mut reused) = (0, 0);
         for &(r, t, bits) in samples {
             let Some(&id) = usize::try_from(r).ok().and_then(|r| self.refs.get(r)) else {
                 continue;
             };
-            let outcome = self.store.table.with(u64::from(id), |s| {
-                s.append(
+            let id = u64::from(id);
+            store.table.with(id, |s| {
+                if t < min_valid || s.max_t().is_some_and(|newest| t <= newest) {
+                    // In a block, or already in the head (checkpoint or a reused chunk).
+                    return;
+                }
+                if let Some((i, loc, meta)) = pending.starting_at(r, t, bits)
+                    && s.attach(id, loc, meta, &store.chunk_files)
+                {
+                    pending.attached(i);
+                    reused += u64::from(meta.2);
+                    return;
+                }
+                let outcome = s.append(
+                    id,
                     t,
                     f64::from_bits(bits),
-                    self.store.samples_per_chunk,
-                    &self.store.min_valid,
-                )
+                    store.samples_per_chunk,
+                    &store.min_valid,
+                    &store.chunk_files,
+                );
+                applied += u64::from(outcome == AppendOutcome::Appended);
             });
-            applied += u64::from(outcome == Some(AppendOutcome::Appended));
         }
-        self.store.table.count_samples(applied);
+        store.table.count_samples(applied + reused);
         applied
     }
 }
@@ -167,11 +192,20 @@ impl Store {
         let mut store = Store::new(options.clone());
         let floor = blocks.iter().map(|(b, _)| b.end).max().unwrap_or(i64::MIN);
         store.min_valid.store(floor, Ordering::Release);
+        let chunks_dir = dir.join("chunks_head");
+        let pending = Pending::scan(&chunks_dir, &mut stats)?;
+        let (files, _) =
+            HeadChunkFiles::create(&chunks_dir, options.wal_segment_bytes, pending.segments.clone())?;
+        store.chunk_files = files;
         let mut sink = Sink {
             store: &store,
             refs: Vec::new(),
+            pending,
         };
         let next_segment = replay::replay(&wal_dir, &mut sink, &mut stats)?;
+        let pending = sink.pending;
+        // Before anything new is appended: chunks not reused must never be reused later.
+        pending.finish(&store.chunk_files, &mut stats)?;
         let wal = Arc::new(Wal::create(&wal_dir, next_segment, options.wal_segment_bytes)?);
         let ticker = options.wal_fsync_interval_ms.map(|ms| {
             let (stop, ticks) = mpsc::channel::<()>();
@@ -242,6 +276,12 @@ impl Store {
     /// What the last [`Store::open`] found (`None` for an in-memory store).
     pub fn replay_stats(&self) -> Option<&ReplayStats> {
         self.disk.as_ref().map(|d| &d.replay)
+    }
+
+    /// Bytes written to the head chunk files (`chunks_head/`; 0 for an in-memory store).
+    #[doc(hidden)]
+    pub fn head_chunk_bytes(&self) -> u64 {
+        self.chunk_files.disk_bytes()
     }
 
     /// The store's directory, if persistent.

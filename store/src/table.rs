@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::head::MemSeries;
+use crate::head_chunks::HeadChunkFiles;
 use crate::postings::SeriesId;
 
 /// Slots in the first segment, as a power of two.
@@ -77,8 +78,8 @@ impl SeriesTable {
     }
 
     /// Whether series `id` has a sample in `[mint, maxt]`.
-    pub(crate) fn has_sample_in(&self, id: SeriesId, mint: i64, maxt: i64) -> bool {
-        self.with(u64::from(id), |s| s.has_sample_in(mint, maxt))
+    pub(crate) fn has_sample_in(&self, id: SeriesId, mint: i64, maxt: i64, files: &HeadChunkFiles) -> bool {
+        self.with(u64::from(id), |s| s.has_sample_in(mint, maxt, files))
             .unwrap_or(false)
     }
 

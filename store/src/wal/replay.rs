@@ -33,6 +33,12 @@ pub struct ReplayStats {
     pub dropped_records: u64,
     /// Bytes cut off the end of the last segment.
     pub truncated_bytes: u64,
+    /// Closed head chunks reused from `chunks_head/` instead of rebuilt from the WAL.
+    pub head_chunks_reused: u64,
+    /// Head-chunk records dropped as torn or corrupt (their samples come from the WAL).
+    pub head_chunks_dropped: u64,
+    /// Bytes cut off damaged head-chunk files.
+    pub head_chunk_bytes_truncated: u64,
     /// Blocks that failed verification and were moved to `quarantine/`.
     pub quarantined_blocks: Vec<PathBuf>,
     /// Wall time of the whole open.
