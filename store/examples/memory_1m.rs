@@ -13,7 +13,9 @@
 //!    store's own estimate (`Store::memory`), head bytes per sample, and the ingest rate per
 //!    CPU-second (user + system time of the process from `/proc/self/stat`).
 //! 2. Runs itself again as a child process on the same directory: times `Store::open` (WAL
-//!    replay) and reports the child's RSS; cuts the older half of the head into a block as
+//!    replay reusing the closed head chunks in `chunks_head/`) and reports the child's RSS
+//!    (anonymous and file-backed); times a second open with `chunks_head/` moved aside (the whole
+//!    head rebuilt from the WAL, as before head chunk files); cuts the older half of the head into a block as
 //!    `maintain` would (the newer half goes to the checkpoint) and times a reopen (replay of that
 //!    checkpoint: the realistic crash case); cuts the rest (on-disk bytes per sample of both
 //!    blocks, labels and index included) and times a last open with an empty head.
@@ -162,7 +164,11 @@ fn main() {
     );
     println!("peak rss (VmHWM)={} MiB", mib(status_bytes("VmHWM")));
     drop(store);
-    println!("wal bytes={} MiB", mib(dir_bytes(&dir.join("wal"))));
+    println!(
+        "wal bytes={} MiB, head chunk files={} MiB",
+        mib(dir_bytes(&dir.join("wal"))),
+        mib(dir_bytes(&dir.join("chunks_head")))
+    );
 
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--replay", &dir.display().to_string()])
@@ -184,16 +190,34 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
     let stats = store.replay_stats().unwrap();
     let rss = status_bytes("VmRSS");
     println!(
-        "replay (WAL only): {open_s:.1} s for {} samples of {series} series → {:.2} M samples/s; {stats:?}",
+        "replay (WAL + reused head chunks): {open_s:.1} s; {} samples appended, {} head chunks reused; {stats:?}",
+        stats.samples, stats.head_chunks_reused,
+    );
+    println!(
+        "after replay: rss={} MiB ({} B/series; anon {} MiB, file-backed {} MiB), peak={} MiB",
+        mib(rss),
+        rss.saturating_sub(rss0) / series as u64,
+        mib(status_bytes("RssAnon")),
+        mib(status_bytes("RssFile")),
+        mib(status_bytes("VmHWM"))
+    );
+    drop(store);
+    // The same WAL without head chunk files: every sample rebuilt into the head.
+    let (chunks, aside) = (dir.join("chunks_head"), dir.join("chunks_head.aside"));
+    std::fs::rename(&chunks, &aside).unwrap();
+    let t0 = Instant::now();
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let open_s = t0.elapsed().as_secs_f64();
+    let stats = store.replay_stats().unwrap();
+    println!(
+        "replay (WAL only, chunks_head/ moved aside): {open_s:.1} s for {} samples → {:.2} M samples/s; {stats:?}",
         stats.samples,
         stats.samples as f64 / open_s / 1e6
     );
-    println!(
-        "after replay: rss={} MiB ({} B/series), peak={} MiB",
-        mib(rss),
-        rss.saturating_sub(rss0) / series as u64,
-        mib(status_bytes("VmHWM"))
-    );
+    drop(store);
+    std::fs::remove_dir_all(&chunks).unwrap();
+    std::fs::rename(&aside, &chunks).unwrap();
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
     // A cut as `maintain` makes it: the older half goes to a block, the newer half stays in the
     // head and is written to the checkpoint (the WAL before it is deleted).
     let mid = START_MS + (samples / 2) as i64 * STEP_MS;

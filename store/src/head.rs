@@ -119,6 +119,8 @@ impl Chunks {
             Some(loc) => ChunkData::Mapped(loc),
             None => ChunkData::Heap(full.finish()),
         };
+        // Exactly sized: a 2 h head holds 3 closed chunks, and a doubling Vec would hold 4.
+        self.closed.reserve_exact(1);
         self.closed.push(ClosedChunk {
             min_t,
             span: span(min_t, max_t).unwrap_or(u32::MAX),
@@ -276,6 +278,7 @@ impl MemSeries {
             return false;
         }
         chunks.close_open(id, files);
+        chunks.closed.reserve_exact(1);
         chunks.closed.push(ClosedChunk {
             min_t,
             span,
@@ -511,6 +514,13 @@ mod tests {
                 && !s.has_sample_in(-5, -1, &NO_FILES)
         );
         assert!(!MemSeries::default().has_sample_in(i64::MIN, i64::MAX, &NO_FILES));
+    }
+
+    #[test]
+    fn closed_chunk_entries_stay_small() {
+        // 8 B of location, niche-packed beside the heap variant's box.
+        assert_eq!(size_of::<ChunkData>(), 16);
+        assert_eq!(size_of::<ClosedChunk>(), 32);
     }
 
     #[test]

@@ -143,7 +143,11 @@ impl Pending {
         for seq in list(dir)? {
             let path = path_of(dir, seq);
             let bytes = std::fs::read(&path).map_err(io("read", &path))?;
-            let usable = parse_header(&bytes).filter(|&f| ids_stable(f));
+            let header = parse_header(&bytes);
+            if header.is_none() {
+                tracing::warn!(path = %path.display(), "Head chunk file with a bad header; deleting it.");
+            }
+            let usable = header.filter(|&f| ids_stable(f));
             let scan = match usable {
                 Some(_) => scan_bytes(&bytes, out.segments.len() as u16, &path),
                 None => FileScan {
