@@ -19,7 +19,8 @@
 # form — meshfed: the block cut from the whole head; Prometheus: a TSDB snapshot (the head written
 # out as a block via /api/v1/admin/tsdb/snapshot); VictoriaMetrics: the whole -storageDataPath
 # after /internal/force_flush (data parts + indexdb) — and the write-ahead state besides
-# (meshfed: WAL before the cut; Prometheus: wal/ + chunks_head/; VictoriaMetrics has no WAL).
+# (meshfed: wal/ + chunks_head/ before the cut; Prometheus: wal/ + chunks_head/; VictoriaMetrics
+# has no WAL).
 set -euo pipefail
 
 SERIES=${SERIES:-100000}
@@ -63,7 +64,7 @@ M_RSS=$(key rss_bytes "$WORK/meshfed.out")
 M_GROW=$(key rss_growth_bytes "$WORK/meshfed.out")
 M_HWM=$(key hwm_bytes "$WORK/meshfed.out")
 M_DISK=$(key block_bytes "$WORK/meshfed.out")
-M_WAL=$(key wal_bytes "$WORK/meshfed.out")
+M_WAL=$(($(key wal_bytes "$WORK/meshfed.out") + $(key head_chunk_bytes "$WORK/meshfed.out")))
 M_SECS=$(key ingest_seconds "$WORK/meshfed.out")
 [[ $(key block_samples "$WORK/meshfed.out") == "$TOTAL" ]] || { echo "meshfed stored a different sample count" >&2; exit 1; }
 

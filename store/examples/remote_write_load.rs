@@ -301,6 +301,8 @@ fn main() {
     println!("rss_growth_bytes={}", rss.saturating_sub(rss_start));
     println!("estimate_bytes={}", mem.total_bytes());
     println!("wal_bytes={}", dir_bytes(&dir.join("wal")));
+    // Closed head chunks written to chunks_head/ (bytes written; the open segment is sparse).
+    println!("head_chunk_bytes={}", store.head_chunk_bytes());
     // Cut the whole head into a block, as the 2 h head window would: the on-disk form.
     let end = a.start_ms + a.samples as i64 * STEP_MS;
     let cut = Instant::now();

@@ -188,7 +188,9 @@ pub struct MemoryStats {
     pub label_bytes: u64,
     /// Bytes of the postings index.
     pub postings_bytes: u64,
-    /// Bytes of the series table, per-series state and encoded chunks.
+    /// Bytes of the series table, per-series state and the encoded chunks on the heap: the open
+    /// chunks, plus a 32 B entry per closed chunk (a persistent store's closed chunks are in
+    /// memory-mapped `chunks_head/` files, i.e. the page cache, not the heap).
     pub chunk_bytes: u64,
 }
 
