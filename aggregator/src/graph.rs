@@ -2,6 +2,8 @@
 //!
 //! - [`istio`]: which Istio series feed which edge, from which reporter.
 //! - [`table`]: the edge table: tracked series with their recent samples, updated per batch.
+//! - `block`: how the table keeps samples: one columnar ring per edge and reporting proxy, so a
+//!   window's bounds are found once for the series scraped together.
 //! - [`stats`]: an edge's figures over one window, and how edges merge.
 //! - [`view`]: graph types (workload, app, versionedApp, service), filters, the JSON shape.
 //! - [`nodegraph`] and [`dot`]: Grafana Node Graph frames and Graphviz output.
@@ -14,6 +16,7 @@
 //! windows are refreshed less often, in proportion to their length (see
 //! [`GraphService::refresh`]).
 
+mod block;
 pub mod derived;
 pub mod dot;
 pub mod health_input;

@@ -3,16 +3,20 @@
 //! query.
 //!
 //! The relay sink hands every batch to [`EdgeTable::append`]; series the graph does not use cost
-//! one array lookup per sample. Computing a window ([`EdgeTable::compute`]) walks the tracked
-//! series once and applies Prometheus' own `rate()` kernel to each, so the graph's figures are
-//! exactly what `sum by (…) (rate(…[w]))` returns on the same data.
+//! one array lookup per sample. The samples of the series one proxy reports for one edge are
+//! kept together, one row per scrape (see [`crate::graph::block`]). Computing a window
+//! ([`EdgeTable::compute`]) walks these blocks once and evaluates Prometheus' `rate()` for every
+//! series (from the block's two boundary rows where the window is regular, with the query
+//! engine's own kernel otherwise), so the graph's figures are exactly what
+//! `sum by (…) (rate(…[w]))` returns on the same data.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use meshfed_model::{Labels, Sample, is_stale_nan};
 use parking_lot::Mutex;
 
+use crate::graph::block::{Block, Column, Pushed};
 use crate::graph::health_input::HealthInputs;
 use crate::graph::istio::{self, EndpointGauge, FineEdge, IstioSeries, Measure, Name, ServiceKey};
 use crate::graph::stats::EdgeStats;
@@ -29,7 +33,9 @@ pub struct WindowSnapshot {
 }
 
 /// What the per-sample path and the window computation need of an Istio series, inline in its
-/// track (its edge and service are ids into the table, so the labels are not kept per series).
+/// block's column (its edge and service are ids into the table, so the labels are not kept per
+/// series).
+#[derive(Debug)]
 struct SeriesRole {
     measure: Measure,
     primary: bool,
@@ -37,18 +43,13 @@ struct SeriesRole {
     flags: Option<Name>,
 }
 
-/// What a tracked series is.
-enum Role {
-    /// The series, its edge and its destination service (indexes into the table).
-    Istio(SeriesRole, u32, u32),
-    Gauge(ServiceKey, EndpointGauge),
-}
-
-struct Track {
-    role: Role,
-    samples: VecDeque<Sample>,
-    /// Newest raw value, for the per-sample increments health consumes.
-    last_value: f64,
+/// What the table keeps per Istio series, next to its samples in a [`Block`].
+#[derive(Debug)]
+struct SeriesInfo {
+    series_ref: u64,
+    role: SeriesRole,
+    /// Destination service (index into the table).
+    service: u32,
     /// Whether the first sample is an increment from zero: true for a series that appears on a
     /// service already seen (a new response code starts counting), false while the table is
     /// learning what exists (after a restart every series is new, and its value is history).
@@ -58,18 +59,52 @@ struct Track {
     born_ms: i64,
 }
 
+/// The series of one edge as one proxy reports them (same `pod` and `instance`), scraped
+/// together and so sharing their timestamps.
+struct BlockEntry {
+    edge: u32,
+    key: BlockKey,
+    block: Block<SeriesInfo>,
+}
+
+/// Edge id, `pod`, `instance`.
+type BlockKey = (u32, Name, Name);
+
+/// An endpoint gauge: only its newest sample matters.
+struct GaugeTrack {
+    series_ref: u64,
+    service: ServiceKey,
+    gauge: EndpointGauge,
+    last: Option<Sample>,
+    born_ms: i64,
+}
+
+/// Where a series ref's samples go.
+#[derive(Clone, Copy, Debug, Default)]
+enum Loc {
+    /// Not used by the graph.
+    #[default]
+    None,
+    /// Block and column.
+    Column(u32, u32),
+    /// Index into the gauges.
+    Gauge(u32),
+}
+
 struct EdgeEntry {
     key: FineEdge,
+    /// Series of the edge.
     tracks: usize,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Series ref → track index + 1 (0: not tracked).
-    by_ref: Vec<u32>,
-    tracks: Vec<Option<Track>>,
-    free_tracks: Vec<u32>,
-    track_refs: Vec<u64>,
+    by_ref: Vec<Loc>,
+    blocks: Vec<Option<BlockEntry>>,
+    free_blocks: Vec<u32>,
+    block_ids: HashMap<BlockKey, u32>,
+    gauges: Vec<Option<GaugeTrack>>,
+    free_gauges: Vec<u32>,
     edges: Vec<Option<EdgeEntry>>,
     free_edges: Vec<u32>,
     edge_ids: HashMap<FineEdge, u32>,
@@ -87,7 +122,7 @@ struct Inner {
 
 struct ServiceSlot {
     key: ServiceKey,
-    /// Has had a sample (see [`Track::first_counts`]).
+    /// Has had a sample (see [`SeriesInfo::first_counts`]).
     known: bool,
     pending: Option<crate::graph::health_input::ServiceIncrements>,
 }
@@ -132,7 +167,7 @@ impl EdgeTable {
         }
         let mut inner = self.inner.lock();
         let idx = usize::try_from(series_ref).unwrap_or(usize::MAX);
-        if inner.by_ref.get(idx).is_some_and(|&t| t != 0) {
+        if inner.by_ref.get(idx).is_some_and(|l| !matches!(l, Loc::None)) {
             return; // A collector reconnected and announced it again.
         }
         let inner = &mut *inner;
@@ -145,27 +180,33 @@ impl EdgeTable {
             names.insert(n.clone());
             n
         };
-        let mut first_counts = false;
-        let role = if let Some(series) = istio::classify(labels, &mut intern) {
+        if let Some(series) = istio::classify(labels, &mut intern) {
+            let pod = intern(labels.get("pod").unwrap_or(""));
+            let instance = intern(labels.get("instance").unwrap_or(""));
             let edge = inner.edge_id(&series.edge);
             let service = inner.service_id(destination_service(&series));
-            first_counts = inner.services[service as usize].known;
-            Role::Istio(
-                SeriesRole {
+            let info = SeriesInfo {
+                series_ref,
+                role: SeriesRole {
                     measure: series.measure,
                     primary: series.primary,
                     mtls: series.mtls,
                     flags: series.flags,
                 },
-                edge,
                 service,
-            )
+                first_counts: inner.services[service as usize].known,
+                born_ms: inner.newest_ms,
+            };
+            inner.insert_series(info, (edge, pod, instance));
         } else if let Some((service, gauge)) = istio::classify_endpoint_gauge(labels, &mut intern) {
-            Role::Gauge(service, gauge)
-        } else {
-            return;
-        };
-        inner.insert_track(series_ref, role, first_counts);
+            inner.insert_gauge(GaugeTrack {
+                series_ref,
+                service,
+                gauge,
+                last: None,
+                born_ms: inner.newest_ms,
+            });
+        }
     }
 
     /// Takes a batch of samples the store accepted. Never waits for a running computation: the
@@ -215,20 +256,14 @@ impl EdgeTable {
             .iter()
             .map(|_| vec![EdgeStats::default(); inner.edges.len()])
             .collect();
-        for track in inner.tracks.iter_mut().flatten() {
-            let Role::Istio(series, edge, _) = &track.role else {
-                continue;
-            };
-            let samples = track.samples.make_contiguous();
-            let hi = samples.partition_point(|s| s.timestamp_ms <= at_ms);
-            for (&window_ms, stats) in windows_ms.iter().zip(&mut stats) {
-                let start = at_ms - window_ms;
-                let lo = samples[..hi].partition_point(|s| s.timestamp_ms <= start);
-                let Some(rate) = meshfed_query::kernels::counter_rate(&samples[lo..hi], start, at_ms) else {
-                    continue;
-                };
-                add_rate(&mut stats[*edge as usize], series, rate);
-            }
+        let mut scratch = Vec::new();
+        for entry in inner.blocks.iter().flatten() {
+            let edge = entry.edge as usize;
+            entry
+                .block
+                .rates(at_ms, windows_ms, &mut scratch, |w, col, rate| {
+                    add_rate(&mut stats[w][edge], &col.role.role, rate);
+                });
         }
         windows_ms
             .iter()
@@ -287,11 +322,9 @@ impl EdgeTable {
         let inner = self.lock();
         let oldest = inner.newest_ms - max_age_ms;
         let mut out: HashMap<ServiceKey, (EndpointCounts, i64)> = HashMap::new();
-        for track in inner.tracks.iter().flatten() {
-            let Role::Gauge(service, gauge) = &track.role else {
-                continue;
-            };
-            let Some(last) = track.samples.back().filter(|s| s.timestamp_ms >= oldest) else {
+        for track in inner.gauges.iter().flatten() {
+            let (service, gauge) = (&track.service, &track.gauge);
+            let Some(last) = track.last.filter(|s| s.timestamp_ms >= oldest) else {
                 continue;
             };
             let (c, newest) = out.entry(service.clone()).or_default();
@@ -317,18 +350,22 @@ impl EdgeTable {
         let mut inner = self.lock();
         let cutoff = inner.newest_ms - self.retain_ms;
         let mut dropped = 0;
-        for i in 0..inner.tracks.len() {
-            let Some(track) = inner.tracks[i].as_mut() else {
+        for b in 0..inner.blocks.len() {
+            dropped += inner.expire_block(b, cutoff);
+        }
+        for g in 0..inner.gauges.len() {
+            let Some(track) = inner.gauges[g].as_mut() else {
                 continue;
             };
-            while track.samples.front().is_some_and(|s| s.timestamp_ms < cutoff) {
-                track.samples.pop_front();
+            if track.last.is_some_and(|s| s.timestamp_ms < cutoff) {
+                track.last = None;
             }
-            if track.samples.is_empty() && track.born_ms < cutoff {
-                inner.remove_track(i);
+            if track.last.is_none() && track.born_ms < cutoff {
+                let series_ref = track.series_ref as usize;
+                inner.gauges[g] = None;
+                inner.free_gauges.push(g as u32);
+                inner.by_ref[series_ref] = Loc::None;
                 dropped += 1;
-            } else if track.samples.capacity() > 4 * track.samples.len().max(8) {
-                track.samples.shrink_to_fit();
             }
         }
         dropped
@@ -337,7 +374,13 @@ impl EdgeTable {
     /// Series and edges currently tracked.
     pub fn size(&self) -> (usize, usize) {
         let inner = self.lock();
-        let series = inner.tracks.iter().flatten().count();
+        let series = inner
+            .blocks
+            .iter()
+            .flatten()
+            .map(|b| b.block.cols.len())
+            .sum::<usize>()
+            + inner.gauges.iter().flatten().count();
         (series, inner.edge_ids.len())
     }
 
@@ -441,48 +484,105 @@ impl Inner {
         id
     }
 
-    fn insert_track(&mut self, series_ref: u64, role: Role, first_counts: bool) {
-        if let Role::Istio(_, edge, _) = &role
-            && let Some(Some(e)) = self.edges.get_mut(*edge as usize)
-        {
-            e.tracks += 1;
-        }
-        let track = Track {
-            role,
-            samples: VecDeque::new(),
-            last_value: f64::NAN,
-            first_counts,
-            born_ms: self.newest_ms,
-        };
-        let slot = match self.free_tracks.pop() {
-            Some(slot) => {
-                self.tracks[slot as usize] = Some(track);
-                self.track_refs[slot as usize] = series_ref;
-                slot
-            }
-            None => {
-                self.tracks.push(Some(track));
-                self.track_refs.push(series_ref);
-                (self.tracks.len() - 1) as u32
-            }
-        };
+    fn set_loc(&mut self, series_ref: u64, loc: Loc) {
         let idx = series_ref as usize;
         if self.by_ref.len() <= idx {
-            self.by_ref.resize(idx + 1, 0);
+            self.by_ref.resize(idx + 1, Loc::None);
         }
-        self.by_ref[idx] = slot + 1;
+        self.by_ref[idx] = loc;
     }
 
-    fn remove_track(&mut self, slot: usize) {
-        let Some(track) = self.tracks[slot].take() else {
+    fn insert_series(&mut self, info: SeriesInfo, key: BlockKey) {
+        let edge = key.0;
+        if let Some(Some(e)) = self.edges.get_mut(edge as usize) {
+            e.tracks += 1;
+        }
+        let series_ref = info.series_ref;
+        let b = match self.block_ids.get(&key) {
+            Some(&b) => b,
+            None => {
+                let entry = BlockEntry {
+                    edge,
+                    key: key.clone(),
+                    block: Block::default(),
+                };
+                let b = match self.free_blocks.pop() {
+                    Some(b) => {
+                        self.blocks[b as usize] = Some(entry);
+                        b
+                    }
+                    None => {
+                        self.blocks.push(Some(entry));
+                        (self.blocks.len() - 1) as u32
+                    }
+                };
+                self.block_ids.insert(key, b);
+                b
+            }
+        };
+        let Some(entry) = self.blocks[b as usize].as_mut() else {
             return;
         };
-        self.free_tracks.push(slot as u32);
-        if let Some(t) = self.by_ref.get_mut(self.track_refs[slot] as usize) {
-            *t = 0;
+        let c = entry.block.add_column(info);
+        self.set_loc(series_ref, Loc::Column(b, c as u32));
+    }
+
+    fn insert_gauge(&mut self, track: GaugeTrack) {
+        let series_ref = track.series_ref;
+        let g = match self.free_gauges.pop() {
+            Some(g) => {
+                self.gauges[g as usize] = Some(track);
+                g
+            }
+            None => {
+                self.gauges.push(Some(track));
+                (self.gauges.len() - 1) as u32
+            }
+        };
+        self.set_loc(series_ref, Loc::Gauge(g));
+    }
+
+    /// Forgets the block's rows older than `cutoff` and its series left without samples (and
+    /// the block and edge when nothing is left). Returns how many series were dropped.
+    fn expire_block(&mut self, b: usize, cutoff: i64) -> usize {
+        let Some(entry) = self.blocks[b].as_mut() else {
+            return 0;
+        };
+        entry.block.expire(cutoff);
+        let gone = |c: &Column<SeriesInfo>| c.last_t < cutoff && c.role.born_ms < cutoff;
+        if !entry.block.cols.iter().any(gone) {
+            return 0;
         }
-        if let Role::Istio(_, edge, _) = track.role
-            && let Some(slot) = self.edges.get_mut(edge as usize)
+        let mut removed = Vec::new();
+        entry.block.retain_columns(|c| {
+            let drop = gone(c);
+            if drop {
+                removed.push(c.role.series_ref);
+            }
+            drop
+        });
+        let edge = entry.edge;
+        let moved: Vec<u64> = entry.block.cols.iter().map(|c| c.role.series_ref).collect();
+        let empty = moved.is_empty();
+        if empty {
+            let key = entry.key.clone();
+            self.block_ids.remove(&key);
+            self.blocks[b] = None;
+            self.free_blocks.push(b as u32);
+        }
+        for (c, r) in moved.into_iter().enumerate() {
+            self.by_ref[r as usize] = Loc::Column(b as u32, c as u32);
+        }
+        for &r in &removed {
+            self.by_ref[r as usize] = Loc::None;
+            self.release_edge(edge);
+        }
+        removed.len()
+    }
+
+    /// One series of `edge` is gone; forgets the edge with its last series.
+    fn release_edge(&mut self, edge: u32) {
+        if let Some(slot) = self.edges.get_mut(edge as usize)
             && let Some(e) = slot
         {
             e.tracks -= 1;
@@ -499,59 +599,67 @@ impl Inner {
 
     fn apply(&mut self, samples: &[(u64, i64, f64)]) {
         for &(series_ref, t, v) in samples {
-            let Some(&slot) = self.by_ref.get(series_ref as usize) else {
+            let Some(&loc) = self.by_ref.get(series_ref as usize) else {
                 continue;
             };
-            if slot == 0 || is_stale_nan(v) {
+            if is_stale_nan(v) {
                 continue;
             }
-            let Some(track) = self.tracks[slot as usize - 1].as_mut() else {
-                continue;
-            };
-            if track.samples.back().is_some_and(|s| s.timestamp_ms >= t) {
-                continue; // The store refused it too: a duplicate or out of order.
-            }
-            self.newest_ms = self.newest_ms.max(t);
-            let previous = track.last_value;
-            track.last_value = v;
-            track.samples.push_back(Sample {
-                timestamp_ms: t,
-                value: v,
-            });
-            match &track.role {
-                Role::Istio(series, edge, service) => {
-                    if series.primary {
-                        // A reset restarts the counter from zero: the increment is the new value.
-                        let inc = if previous.is_nan() {
-                            if track.first_counts { v } else { 0.0 }
-                        } else if v < previous {
-                            v
-                        } else {
-                            v - previous
-                        };
-                        let slot = &mut self.services[*service as usize];
-                        slot.known = true;
-                        if slot.pending.is_none() {
-                            self.dirty_services.push(*service);
-                        }
-                        slot.pending.get_or_insert_default().add(series.measure, inc, t);
-                        let e = *edge as usize;
-                        if self.edge_increments.len() <= e {
-                            self.edge_increments.resize(e + 1, None);
-                        }
-                        if self.edge_increments[e].is_none() {
-                            self.dirty_edges.push(*edge);
-                        }
-                        add_rate(self.edge_increments[e].get_or_insert_default(), series, inc);
-                    }
-                }
-                Role::Gauge(..) => {
+            let (b, c) = match loc {
+                Loc::None => continue,
+                Loc::Gauge(g) => {
                     // Gauges need only their newest value.
-                    if track.samples.len() > 1 {
-                        track.samples.pop_front();
+                    let Some(track) = self.gauges[g as usize].as_mut() else {
+                        continue;
+                    };
+                    if track.last.is_some_and(|s| s.timestamp_ms >= t) {
+                        continue; // The store refused it too: a duplicate or out of order.
                     }
+                    self.newest_ms = self.newest_ms.max(t);
+                    track.last = Some(Sample {
+                        timestamp_ms: t,
+                        value: v,
+                    });
+                    continue;
                 }
+                Loc::Column(b, c) => (b as usize, c as usize),
+            };
+            let Some(entry) = self.blocks[b].as_mut() else {
+                continue;
+            };
+            let Pushed::Stored(previous) = entry.block.push(c, t, v) else {
+                continue; // The store refused it too: a duplicate or out of order.
+            };
+            self.newest_ms = self.newest_ms.max(t);
+            let info = &entry.block.cols[c].role;
+            if !info.role.primary {
+                continue;
             }
+            // A reset restarts the counter from zero: the increment is the new value.
+            let inc = if previous.is_nan() {
+                if info.first_counts { v } else { 0.0 }
+            } else if v < previous {
+                v
+            } else {
+                v - previous
+            };
+            let service = info.service;
+            let slot = &mut self.services[service as usize];
+            slot.known = true;
+            if slot.pending.is_none() {
+                self.dirty_services.push(service);
+            }
+            slot.pending
+                .get_or_insert_default()
+                .add(info.role.measure, inc, t);
+            let e = entry.edge as usize;
+            if self.edge_increments.len() <= e {
+                self.edge_increments.resize(e + 1, None);
+            }
+            if self.edge_increments[e].is_none() {
+                self.dirty_edges.push(entry.edge);
+            }
+            add_rate(self.edge_increments[e].get_or_insert_default(), &info.role, inc);
         }
     }
 }

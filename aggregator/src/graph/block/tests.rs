@@ -1,0 +1,128 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+/// xorshift64*: deterministic pseudo-random numbers without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Every series' rate from the block equals the kernel's on that series' own samples, for
+/// regular blocks (the fast path) and for blocks with missed scrapes, late joiners, resets,
+/// series ahead of others and expired rows (the per-series path).
+#[test]
+fn rates_equal_the_kernel_on_each_series_samples() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..400 {
+        let irregular = case % 2 == 1;
+        let n_cols = 1 + rng.below(6) as usize;
+        let mut block: Block<usize> = Block::default();
+        let mut truth: Vec<Vec<Sample>> = vec![Vec::new(); n_cols];
+        for c in 0..n_cols {
+            assert_eq!(block.add_column(c), c);
+        }
+        let mut values: Vec<f64> = (0..n_cols).map(|_| rng.below(1000) as f64).collect();
+        let scrapes = 2 + rng.below(40) as i64;
+        let t0 = 1_000_000 + rng.below(5_000) as i64;
+        for k in 0..scrapes {
+            let t = t0 + k * 5_000;
+            let mut order: Vec<usize> = (0..n_cols).collect();
+            if irregular {
+                order.reverse();
+            }
+            for c in order {
+                if irregular && rng.below(5) == 0 {
+                    continue; // Missed scrape.
+                }
+                let shift = if irregular { rng.below(3) as i64 * 700 } else { 0 };
+                values[c] = if irregular && rng.below(15) == 0 {
+                    rng.below(10) as f64 // Reset.
+                } else {
+                    values[c] + rng.below(50) as f64
+                };
+                if let Pushed::Stored(_) = block.push(c, t + shift, values[c]) {
+                    truth[c].push(Sample {
+                        timestamp_ms: t + shift,
+                        value: values[c],
+                    });
+                }
+            }
+            if irregular && k == scrapes / 2 {
+                let c = block.add_column(n_cols);
+                assert_eq!(c, n_cols);
+            }
+        }
+        if irregular && rng.below(2) == 0 {
+            let cutoff = t0 + rng.below(scrapes as u64 * 5_000) as i64;
+            block.expire(cutoff);
+            for s in &mut truth {
+                s.retain(|s| s.timestamp_ms >= cutoff);
+            }
+        }
+        let end = t0 + (scrapes - 1) * 5_000 + rng.below(8_000) as i64 - 2_000;
+        let windows = [60_000, 300_000, 10_000 + rng.below(100_000) as i64];
+        let mut got = vec![vec![None; n_cols + 1]; windows.len()];
+        let mut scratch = Vec::new();
+        block.rates(end, &windows, &mut scratch, |w, col, r| {
+            got[w][col.role] = Some(r);
+        });
+        for (w, &window) in windows.iter().enumerate() {
+            for c in 0..n_cols {
+                let s: Vec<Sample> = truth[c]
+                    .iter()
+                    .copied()
+                    .filter(|s| s.timestamp_ms > end - window && s.timestamp_ms <= end)
+                    .collect();
+                let want = meshfed_query::kernels::counter_rate(&s, end - window, end);
+                assert_eq!(
+                    got[w][c].map(f64::to_bits),
+                    want.map(f64::to_bits),
+                    "case {case} window {window} column {c}: {:?} vs {want:?}",
+                    got[w][c]
+                );
+            }
+            assert_eq!(got[w][n_cols], None, "a series without samples has no rate");
+        }
+    }
+}
+
+#[test]
+fn removing_columns_keeps_the_others_values() {
+    let mut block: Block<&str> = Block::default();
+    for name in ["a", "b", "c"] {
+        block.add_column(name);
+    }
+    for k in 0..4 {
+        for c in 0..3 {
+            block.push(c, k * 5_000, (k * 10 + c as i64) as f64);
+        }
+    }
+    assert_eq!(block.retain_columns(|c| c.role == "b"), vec![0, 2]);
+    assert_eq!(block.cols.len(), 2);
+    let mut got = Vec::new();
+    block.rates(15_000, &[60_000], &mut Vec::new(), |_, col, r| {
+        got.push((col.role, r))
+    });
+    let kernel = |c: i64| {
+        let s: Vec<Sample> = (0..4)
+            .map(|k| Sample {
+                timestamp_ms: k * 5_000,
+                value: (k * 10 + c) as f64,
+            })
+            .collect();
+        meshfed_query::kernels::counter_rate(&s, 15_000 - 60_000, 15_000).unwrap()
+    };
+    assert_eq!(got, vec![("a", kernel(0)), ("c", kernel(2))]);
+    assert_eq!(block.push(0, 15_000, 1.0), Pushed::Refused);
+}
