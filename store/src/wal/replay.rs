@@ -5,6 +5,8 @@
 //! damage, reported and skipped. Either way the count lands in [`ReplayStats`] and replay goes on.
 //! No byte of any file can make it panic.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,15 +116,69 @@ pub(crate) fn replay(dir: &Path, sink: &mut impl ReplaySink, stats: &mut ReplayS
     Ok(segments.last().map_or(first, |s| s + 1).max(first))
 }
 
+/// Reads a log file one frame at a time: a checkpoint of a large head is several GiB and is never
+/// held in memory whole. Same checks as [`record::next_frame`] over the whole file.
+struct Frames {
+    file: BufReader<File>,
+    len: u64,
+    pos: u64,
+    body: Vec<u8>,
+}
+
+impl Frames {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(io("open", path))?;
+        let len = file.metadata().map_err(io("stat", path))?.len();
+        Ok(Self {
+            file: BufReader::with_capacity(1 << 20, file),
+            len,
+            pos: 0,
+            body: Vec::new(),
+        })
+    }
+
+    /// The next frame's body (in `self.body`): `Ok(Ok(true))`, `Ok(Ok(false))` at a clean end,
+    /// `Ok(Err(reason))` for a torn or corrupt frame.
+    fn next(&mut self) -> std::io::Result<Result<bool, &'static str>> {
+        let rest = self.len - self.pos;
+        if rest == 0 {
+            return Ok(Ok(false));
+        }
+        if rest < record::HEADER_BYTES as u64 {
+            return Ok(Err("torn frame header"));
+        }
+        let mut header = [0u8; record::HEADER_BYTES];
+        self.file.read_exact(&mut header)?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let (len, crc) = (
+            u32::from_le_bytes([l0, l1, l2, l3]) as usize,
+            u32::from_le_bytes([c0, c1, c2, c3]),
+        );
+        if len == 0 || len > record::MAX_BODY_BYTES {
+            return Ok(Err("impossible record length"));
+        }
+        if (record::HEADER_BYTES + len) as u64 > rest {
+            return Ok(Err("torn record body"));
+        }
+        self.body.resize(len, 0);
+        self.file.read_exact(&mut self.body)?;
+        if crc32fast::hash(&self.body) != crc {
+            return Ok(Err("checksum mismatch"));
+        }
+        self.pos += (record::HEADER_BYTES + len) as u64;
+        Ok(Ok(true))
+    }
+}
+
 fn replay_file(path: &Path, last: bool, sink: &mut impl ReplaySink, stats: &mut ReplayStats) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(io("read", path))?;
+    let mut frames = Frames::open(path)?;
     let mut samples = Vec::new();
-    let mut pos = 0;
     loop {
-        match record::next_frame(&bytes, pos) {
-            Ok(None) => return Ok(()),
-            Ok(Some((body, next))) => {
-                match record::decode(body, &mut samples) {
+        let pos = frames.pos;
+        match frames.next().map_err(io("read", path))? {
+            Ok(false) => return Ok(()),
+            Ok(true) => {
+                match record::decode(&frames.body, &mut samples) {
                     Ok(Record::Series { series, labels }) => {
                         stats.series += 1;
                         sink.series(series, labels);
@@ -136,25 +192,23 @@ fn replay_file(path: &Path, last: bool, sink: &mut impl ReplaySink, stats: &mut 
                         // The frame is intact, so the next one can still be found.
                         tracing::warn!(path = %path.display(), offset = pos, reason, "Dropped an undecodable WAL record.");
                         stats.dropped_records += 1;
-                        pos = next;
                         continue;
                     }
                 }
                 stats.records += 1;
-                pos = next;
             }
             Err(reason) => {
                 stats.dropped_records += 1;
-                let cut = bytes.len() - pos;
+                let cut = frames.len - pos;
                 if last {
                     tracing::warn!(path = %path.display(), offset = pos, bytes = cut, reason, "Truncating torn WAL tail.");
                     let file = std::fs::OpenOptions::new()
                         .write(true)
                         .open(path)
                         .map_err(io("open", path))?;
-                    file.set_len(pos as u64).map_err(io("truncate", path))?;
+                    file.set_len(pos).map_err(io("truncate", path))?;
                     file.sync_all().map_err(io("fsync", path))?;
-                    stats.truncated_bytes += cut as u64;
+                    stats.truncated_bytes += cut;
                 } else {
                     tracing::error!(path = %path.display(), offset = pos, bytes = cut, reason, "Corrupt WAL record; skipping the rest of the file.");
                 }
