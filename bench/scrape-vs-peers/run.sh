@@ -6,6 +6,7 @@
 #
 #   bench/scrape-vs-peers/run.sh                          # PODS_PER_WORKLOAD=5 EXTRA_NS=4, 5 s, 120 s
 #   DURATION=300 PODS_PER_WORKLOAD=10 bench/scrape-vs-peers/run.sh
+#   SCRAPERS=meshfed KEEP_ALIVE=false bench/scrape-vs-peers/run.sh   # the collector alone, an A/B
 #
 # Needs: apt-get install prometheus victoria-metrics curl. Everything listens on 127.0.0.1 and
 # writes under one mktemp directory (removed at exit unless KEEP=1). The three scrapers run one
@@ -24,6 +25,8 @@ CLUSTERS=${CLUSTERS:-1}
 INTERVAL=${INTERVAL:-5}
 WARMUP=${WARMUP:-15}
 DURATION=${DURATION:-120}
+SCRAPERS=${SCRAPERS:-"meshfed prometheus vmagent"}
+KEEP_ALIVE=${KEEP_ALIVE:-}   # empty: the collector's default (scrape.keep_alive)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/scrape-vs-peers.XXXXXX")
 PIDS=()
@@ -96,7 +99,7 @@ COLLECTOR_HTTP=$(free_port)
 cat > "$WORK/collector.yml" <<YAML
 cluster: bench
 relay: {endpoints: ["http://127.0.0.1:$RELAY_PORT"], insecure: true}
-scrape: {interval_secs: $INTERVAL, timeout_ms: $(((INTERVAL - 1) * 1000))}
+scrape: {interval_secs: $INTERVAL, timeout_ms: $(((INTERVAL - 1) * 1000))${KEEP_ALIVE:+, keep_alive: $KEEP_ALIVE}}
 targets: {files: ["$WORK/sd.json"]}
 listen_addr: 127.0.0.1:$COLLECTOR_HTTP
 YAML
@@ -122,26 +125,32 @@ measure() {
 }
 
 # --- meshfed collector ---------------------------------------------------------------------------
+if [[ " $SCRAPERS " == *" meshfed "* ]]; then
 "$MESHFED" collector --config "$WORK/collector.yml" > "$WORK/collector.log" 2>&1 &
 PID=$!; PIDS+=("$PID")
-measure "meshfed collector" "$PID"
+measure "meshfed collector${KEEP_ALIVE:+ (keep_alive $KEEP_ALIVE)}" "$PID"
 grep -c "Scrape failed" "$WORK/collector.log" | sed 's/^/meshfed failed scrapes: /' >&2 || true
+fi
 
 # --- Prometheus 2.42 agent -----------------------------------------------------------------------
+if [[ " $SCRAPERS " == *" prometheus "* ]]; then
 PROM_PORT=$(free_port)
 prometheus --enable-feature=agent --config.file="$WORK/prometheus-agent.yml" \
     --storage.agent.path="$WORK/agent" --web.listen-address="127.0.0.1:$PROM_PORT" \
     > "$WORK/prometheus.log" 2>&1 &
 PID=$!; PIDS+=("$PID")
 measure "prometheus $(prometheus --version 2>&1 | awk 'NR==1 { print $3 }') agent" "$PID"
+fi
 
 # --- vmagent -------------------------------------------------------------------------------------
+if [[ " $SCRAPERS " == *" vmagent "* ]]; then
 VMAGENT_PORT=$(free_port)
 vmagent -promscrape.config="$WORK/prometheus.yml" -remoteWrite.url="http://127.0.0.1:$SINK_PORT/api/v1/write" \
     -remoteWrite.tmpDataPath="$WORK/vmagent" -httpListenAddr="127.0.0.1:$VMAGENT_PORT" \
     > "$WORK/vmagent.log" 2>&1 &
 PID=$!; PIDS+=("$PID")
 measure "vmagent $(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo '?')" "$PID"
+fi
 
 echo
 echo "$PODS pods, ${INTERVAL}s interval, ${DURATION}s window ($ROUNDS rounds) per scraper, one after the other"

@@ -140,10 +140,9 @@ pub struct ScrapeConfig {
     pub metric_relabel_configs: Vec<crate::relabel::RelabelConfig>,
     /// Edge reduction of counters and histograms to workload level; off when absent.
     pub reduce: Option<crate::reduce::ReduceConfig>,
-    /// Keep each target's HTTP connection open between scrapes (Prometheus does). Off by default:
-    /// an idle connection keeps its read buffer, grown to the size of the body (~170 KB per Istio
-    /// sidecar), so with hundreds of targets that is a sixth of the collector's memory, while a
-    /// new plain-HTTP connection per target and interval costs next to nothing.
+    /// Keep each target's HTTP connection open between scrapes, as Prometheus does (default): a
+    /// new connection per target and interval cost the collector ~30% more CPU. A plain-HTTP
+    /// connection's read buffer is capped at 16 KiB, so an idle one costs little memory.
     pub keep_alive: bool,
 }
 
@@ -160,7 +159,7 @@ impl Default for ScrapeConfig {
             label_value_length_limit: 0,
             metric_relabel_configs: Vec::new(),
             reduce: None,
-            keep_alive: false,
+            keep_alive: true,
         }
     }
 }

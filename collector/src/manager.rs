@@ -16,11 +16,11 @@ use crate::config::ScrapeConfig;
 use crate::discovery::Target;
 use crate::metrics::CollectorMetrics;
 use crate::reduce::Reducer;
-use crate::scrape::Scraper;
+use crate::scrape::{ScrapeClient, Scraper};
 
 /// Owns the running scrape loops.
 pub struct ScrapeManager {
-    client: reqwest::Client,
+    client: ScrapeClient,
     config: ScrapeConfig,
     cluster: String,
     relay: RelayClient,
@@ -33,11 +33,7 @@ pub struct ScrapeManager {
 impl ScrapeManager {
     /// A manager with no targets yet.
     pub fn new(config: ScrapeConfig, cluster: String, relay: RelayClient, metrics: CollectorMetrics) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("meshfed-collector/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(usize::from(config.keep_alive))
-            .build()
-            .unwrap_or_default();
+        let client = ScrapeClient::new(config.keep_alive);
         let reduction = config.reduce.as_ref().filter(|r| r.by_workload).map(|r| {
             let reducer = Reducer::new(r.clone());
             let stop = CancellationToken::new();

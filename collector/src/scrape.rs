@@ -20,12 +20,14 @@ use crate::discovery::Target;
 use crate::reduce::Reducer;
 use crate::relabel::RelabelRule;
 
+mod http;
 mod metadata;
 mod series;
 #[cfg(test)]
 mod tests;
 mod texts;
 
+pub use http::ScrapeClient;
 use metadata::MetadataTracker;
 use series::SeriesCache;
 
@@ -145,7 +147,7 @@ pub struct ScrapeOutput {
 
 /// Scrape state for one target, kept between scrapes.
 pub struct Scraper {
-    client: reqwest::Client,
+    client: ScrapeClient,
     target: Target,
     config: ScrapeConfig,
     cache: SeriesCache,
@@ -178,8 +180,10 @@ fn return_buffer(mut body: Vec<u8>) {
 }
 
 impl Scraper {
-    /// State for `target`; `cluster` is stamped on every series.
-    pub fn new(client: reqwest::Client, target: Target, config: ScrapeConfig, cluster: &str) -> Self {
+    /// State for `target`; `cluster` is stamped on every series. `client` is a [`ScrapeClient`] or
+    /// a `reqwest::Client` (then every scrape goes through it).
+    pub fn new(client: impl Into<ScrapeClient>, target: Target, config: ScrapeConfig, cluster: &str) -> Self {
+        let client = client.into();
         let mut target_labels: Vec<(String, String)> = target
             .labels
             .iter()
@@ -315,41 +319,16 @@ impl Scraper {
     }
 
     /// Streams the body into `body`, stopping as soon as it passes `max_body_bytes` (counted after
-    /// gzip decoding: reqwest decodes as it reads, so a compressed bomb is cut off too).
+    /// gzip decoding, so a compressed bomb is cut off too).
     async fn fetch(&self, body: &mut Vec<u8>) -> Result<Format, ScrapeError> {
-        let mut resp = self
-            .client
-            .get(&self.target.url)
-            .header(reqwest::header::ACCEPT, ACCEPT_HEADER)
-            .header(
-                "X-Prometheus-Scrape-Timeout-Seconds",
-                format!("{}", self.config.timeout_ms as f64 / 1000.0),
+        self.client
+            .fetch(
+                &self.target.url,
+                self.config.timeout_ms,
+                self.config.max_body_bytes,
+                body,
             )
-            .send()
             .await
-            .map_err(|e| ScrapeError::Http(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(ScrapeError::Status(resp.status().as_u16()));
-        }
-        let limit = self.config.max_body_bytes;
-        match resp.content_length() {
-            Some(n) if n > limit as u64 => return Err(ScrapeError::BodyTooLarge(limit)),
-            Some(n) => body.reserve(n as usize),
-            None => {}
-        }
-        let format = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map_or(Format::PrometheusText, Format::from_content_type);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| ScrapeError::Http(e.to_string()))? {
-            if body.len() + chunk.len() > limit {
-                // Dropping the response closes the connection: the rest is never read.
-                return Err(ScrapeError::BodyTooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(format)
     }
 }
 

@@ -294,9 +294,10 @@ mod socket {
         addr
     }
 
+    /// A scraper of `addr` through the collector's own client (plain HTTP: hyper-util).
     fn over(addr: SocketAddr, config: ScrapeConfig) -> Scraper {
         Scraper::new(
-            reqwest::Client::new(),
+            ScrapeClient::new(config.keep_alive),
             target(&format!("http://{addr}/m"), "p0"),
             config,
             "c1",
@@ -382,10 +383,86 @@ mod socket {
                 async move { ([("content-encoding", "gzip")], b) }
             }),
         );
-        let mut s = over(serve(app).await, ScrapeConfig::default());
+        let addr = serve(app).await;
+        let mut s = over(addr, ScrapeConfig::default());
         let out = s.scrape(1).await;
         assert!(out.error.is_none(), "{:?}", out.error);
         assert_eq!(out.scraped, 2);
+        // The same through a caller's reqwest client (the path https targets take).
+        let mut s = Scraper::new(
+            reqwest::Client::new(),
+            target(&format!("http://{addr}/m"), "p0"),
+            ScrapeConfig::default(),
+            "c1",
+        );
+        let out = s.scrape(1).await;
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.scraped, 2);
+    }
+
+    /// A bare HTTP/1.1 server answering every request on a connection with `body`; counts the
+    /// connections it accepted.
+    async fn counting_server(body: &'static str) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            if conn.write_all(head.as_bytes()).await.is_err()
+                                || conn.write_all(body.as_bytes()).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn keep_alive_reuses_the_connection() {
+        for (keep_alive, connections) in [(true, 1), (false, 3)] {
+            let (addr, accepted) = counting_server("a 1\nb 2\n").await;
+            let mut s = over(
+                addr,
+                ScrapeConfig {
+                    keep_alive,
+                    ..ScrapeConfig::default()
+                },
+            );
+            for ts in 1..=3 {
+                let out = s.scrape(ts).await;
+                assert!(out.error.is_none(), "{:?}", out.error);
+                assert_eq!(out.scraped, 2);
+                // The client puts a connection back in its pool from a task of its own once the
+                // body has been read; real scrapes are seconds apart.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(n, connections, "keep_alive: {keep_alive}");
+        }
     }
 
     #[tokio::test]
