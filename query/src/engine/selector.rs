@@ -59,16 +59,24 @@ pub fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
 }
 
 impl Evaluator<'_> {
-    /// Series matching the selector with samples in `[mint, maxt]`, sorted by labels.
-    pub fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesHandle>> {
+    /// Series matching the selector that may have samples in the range starting at `mint`, sorted by labels:
+    /// every series with data at or after `mint`. The store is asked for `[mint, +inf)` rather
+    /// than the query's `[mint, maxt]` because its exact check decodes a whole chunk whenever the range lies
+    /// inside one (a block chunk holds up to 480 samples, so a dashboard's hour always does),
+    /// which made selection cost as much as reading. The open-ended check only looks at chunk
+    /// bounds and still drops series that ended before the range (churned pods in a long
+    /// retention); a series that begins after `maxt` (only for queries in the past) is read
+    /// and, having no sample in range, dropped by the caller, as every caller drops empty
+    /// series.
+    pub fn select(&self, vs: &VectorSelector, mint: i64) -> Result<Vec<SeriesHandle>> {
         let sets = matcher_sets(vs)?;
         if sets.len() == 1 {
-            return Ok(self.store.select(&sets[0], mint, maxt));
+            return Ok(self.store.select(&sets[0], mint, i64::MAX));
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for set in &sets {
-            for h in self.store.select(set, mint, maxt) {
+            for h in self.store.select(set, mint, i64::MAX) {
                 if seen.insert(h.series) {
                     out.push(h);
                 }
@@ -90,7 +98,7 @@ impl Evaluator<'_> {
         let first = self.eval_time(0, at, off);
         let last = self.eval_time(self.steps - 1, at, off);
         let (mint, maxt) = (first - lookback + 1, last);
-        let handles = self.select(vs, mint, maxt)?;
+        let handles = self.select(vs, mint)?;
         let mut buf = std::mem::take(&mut self.buf);
         let mut out = Vec::with_capacity(handles.len());
         for h in handles {
@@ -147,7 +155,7 @@ impl Evaluator<'_> {
                     self.eval_time(0, at, off) - range + 1,
                     self.eval_time(self.steps - 1, at, off),
                 );
-                let handles = self.select(vs, mint, maxt)?;
+                let handles = self.select(vs, mint)?;
                 let mut buf = std::mem::take(&mut self.buf);
                 for h in handles {
                     self.check_deadline()?;
@@ -230,7 +238,7 @@ impl Evaluator<'_> {
             Expr::MatrixSelector(ms) => {
                 let range = duration_ms(&ms.range);
                 let e = self.eval_time(0, self.at_ms(&ms.vs.at), offset_ms(&ms.vs.offset));
-                let handles = self.select(&ms.vs, e - range + 1, e)?;
+                let handles = self.select(&ms.vs, e - range + 1)?;
                 for h in handles {
                     let mut samples = Vec::new();
                     self.store.read_samples(h.series, e - range + 1, e, &mut samples);
