@@ -13,6 +13,9 @@ use crate::value::{StepSeries, Val};
 
 impl Evaluator<'_> {
     pub fn eval_aggregate(&mut self, a: &AggregateExpr) -> Result<Val> {
+        if let Some(v) = self.try_fused_aggregate(a)? {
+            return Ok(v);
+        }
         let op = a.op.id();
         let mut scalar_param = None;
         let mut string_param = None;

@@ -4,6 +4,7 @@
 mod aggregate;
 mod binary;
 mod eval;
+mod fused;
 mod ratio;
 pub mod selector;
 
