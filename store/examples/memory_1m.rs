@@ -214,6 +214,7 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         stats.samples,
         stats.samples as f64 / open_s / 1e6
     );
+    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
     drop(store);
     std::fs::remove_dir_all(&chunks).unwrap();
     std::fs::rename(&aside, &chunks).unwrap();
@@ -231,7 +232,11 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         first.samples,
         first.bytes as f64 / first.samples as f64
     );
-    println!("wal dir after the cut={} MiB", mib(dir_bytes(&dir.join("wal"))));
+    println!(
+        "wal dir after the cut={} MiB; peak rss so far={} MiB",
+        mib(dir_bytes(&dir.join("wal"))),
+        mib(status_bytes("VmHWM"))
+    );
     drop(store);
     let t0 = Instant::now();
     let store = Store::open(dir, StoreOptions::default()).unwrap();
@@ -242,6 +247,7 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         stats.samples,
         stats.samples as f64 / t0.elapsed().as_secs_f64() / 1e6
     );
+    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
     let t0 = Instant::now();
     let second = store.cut_head(end).unwrap().unwrap();
     let (bytes, n) = (first.bytes + second.bytes, first.samples + second.samples);
@@ -251,12 +257,14 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         mib(bytes),
         bytes as f64 / n as f64,
     );
+    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
     drop(store);
     let t0 = Instant::now();
     let store = Store::open(dir, StoreOptions::default()).unwrap();
     println!(
-        "replay with an empty head (checkpoint = series records; two blocks opened and verified): {:.1} s",
-        t0.elapsed().as_secs_f64()
+        "replay with an empty head (checkpoint = series records; two blocks opened and verified): {:.1} s; peak rss={} MiB",
+        t0.elapsed().as_secs_f64(),
+        mib(status_bytes("VmHWM"))
     );
     drop(store);
 }
