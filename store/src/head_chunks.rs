@@ -138,11 +138,7 @@ impl HeadChunkFiles {
 
     /// Head-chunk files in `dir` (created if missing), appending to a new segment `next_seq`,
     /// with `existing` segments (already scanned and trimmed) mapped for reading.
-    pub(crate) fn create(
-        dir: &Path,
-        segment_bytes: u64,
-        existing: Vec<(u64, i64)>,
-    ) -> Result<(Self, Vec<u16>)> {
+    pub(crate) fn create(dir: &Path, segment_bytes: u64, existing: Vec<(u64, i64)>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
         let mut slots = Vec::new();
         let mut next_seq = 0;
@@ -158,7 +154,6 @@ impl HeadChunkFiles {
             })));
             next_seq = next_seq.max(seq + 1);
         }
-        let existing_slots = (0..slots.len() as u16).collect();
         let files = Files {
             dir: dir.to_owned(),
             segment_bytes: segment_bytes.clamp(1 << 16, u64::from(u32::MAX)),
@@ -168,7 +163,7 @@ impl HeadChunkFiles {
         };
         let writer = files.start_segment(next_seq, 0)?;
         *files.writer.lock() = Some(writer);
-        Ok((Self { inner: Some(files) }, existing_slots))
+        Ok(Self { inner: Some(files) })
     }
 
     /// Reads through the mappings; hold it only while decoding.
@@ -254,23 +249,33 @@ impl HeadChunkFiles {
         Ok(())
     }
 
-    /// Turns the record of the chunk at `loc` into a tombstone so no later open reuses it.
-    pub(crate) fn tombstone(&self, loc: ChunkLoc) -> Result<()> {
+    /// Turns the records of the chunks at `locs` (with their CRCs) into tombstones so no later
+    /// open reuses them: the stored CRC is overwritten with its complement. One open per file;
+    /// the mapping is not touched.
+    pub(crate) fn tombstone(&self, locs: &mut [(ChunkLoc, u32)]) -> Result<()> {
         let Some(files) = &self.inner else { return Ok(()) };
-        let Some(seg) = files.slots.read().get(usize::from(loc.slot)).cloned().flatten() else {
-            return Ok(());
-        };
-        let start = (loc.offset as usize).saturating_sub(RECORD_HEADER);
-        let Some(rec) = seg.map.get(start..loc.offset as usize + usize::from(loc.len)) else {
-            return Ok(());
-        };
-        let bad = !record_crc(&rec[4..]);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&seg.path)
-            .map_err(io("open", &seg.path))?;
-        file.write_all_at(&bad.to_le_bytes(), start as u64)
-            .map_err(io("write", &seg.path))
+        locs.sort_unstable_by_key(|(loc, _)| (loc.slot, loc.offset));
+        for group in locs.chunk_by(|a, b| a.0.slot == b.0.slot) {
+            let Some(seg) = files
+                .slots
+                .read()
+                .get(usize::from(group[0].0.slot))
+                .cloned()
+                .flatten()
+            else {
+                continue;
+            };
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&seg.path)
+                .map_err(io("open", &seg.path))?;
+            for (loc, crc) in group {
+                let at = u64::from(loc.offset).saturating_sub(RECORD_HEADER as u64);
+                file.write_all_at(&(!crc).to_le_bytes(), at)
+                    .map_err(io("write", &seg.path))?;
+            }
+        }
+        Ok(())
     }
 
     /// Bytes in the segment files (written, not preallocated).

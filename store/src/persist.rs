@@ -194,8 +194,7 @@ impl Store {
         store.min_valid.store(floor, Ordering::Release);
         let chunks_dir = dir.join("chunks_head");
         let pending = Pending::scan(&chunks_dir, &mut stats)?;
-        let (files, _) =
-            HeadChunkFiles::create(&chunks_dir, options.wal_segment_bytes, pending.segments.clone())?;
+        let files = HeadChunkFiles::create(&chunks_dir, options.wal_segment_bytes, pending.segments.clone())?;
         store.chunk_files = files;
         let mut sink = Sink {
             store: &store,

@@ -30,6 +30,7 @@ struct Entry {
     min_t: i64,
     max_t: i64,
     first_bits: u64,
+    crc: u32,
     count: u16,
     loc: ChunkLoc,
     attached: bool,
@@ -114,6 +115,7 @@ fn scan_bytes(bytes: &[u8], slot: u16, path: &Path) -> FileScan {
                     min_t,
                     max_t,
                     first_bits: v.to_bits(),
+                    crc,
                     count,
                     loc: ChunkLoc {
                         slot,
@@ -240,13 +242,13 @@ impl Pending {
             used[usize::from(e.loc.slot)] = true;
             stats.head_chunks_reused += 1;
         }
-        for e in self
+        let mut doomed: Vec<(ChunkLoc, u32)> = self
             .entries
             .iter()
             .filter(|e| !e.attached && used[usize::from(e.loc.slot)])
-        {
-            files.tombstone(e.loc)?;
-        }
+            .map(|e| (e.loc, e.crc))
+            .collect();
+        files.tombstone(&mut doomed)?;
         let unused: Vec<u16> = (0..used.len()).filter(|&i| !used[i]).map(|i| i as u16).collect();
         files.remove_slots(&unused)?;
         files.set_ids_stable(self.enabled)
