@@ -228,6 +228,11 @@ impl<R> Block<R> {
         Pushed::Stored(previous)
     }
 
+    /// Whether every series has a value in the newest row (then none is without samples).
+    pub fn newest_row_full(&self) -> bool {
+        self.len > 0 && self.meta[self.phys(self.len - 1)].filled as usize == self.cols.len()
+    }
+
     /// Forgets rows older than `cutoff`.
     pub fn expire(&mut self, cutoff: i64) {
         while self.len > 0 && self.row_t(0) < cutoff {

@@ -59,6 +59,18 @@ impl EdgeStats {
 
     /// Adds a bucket rate, keeping buckets sorted by bound.
     pub fn add_bucket(&mut self, le: f64, rate: f64) {
+        // Buckets usually come in order (a block's columns, a scrape's series): try the end.
+        match self.duration_buckets.last_mut() {
+            Some(last) if last.0.total_cmp(&le).is_eq() => {
+                last.1 += rate;
+                return;
+            }
+            Some(last) if last.0.total_cmp(&le).is_gt() => {}
+            _ => {
+                self.duration_buckets.push((le, rate));
+                return;
+            }
+        }
         match self.duration_buckets.binary_search_by(|b| b.0.total_cmp(&le)) {
             Ok(i) => self.duration_buckets[i].1 += rate,
             Err(i) => self.duration_buckets.insert(i, (le, rate)),

@@ -28,8 +28,9 @@ pub struct WindowSnapshot {
     pub at_ms: i64,
     /// Window length in ms.
     pub window_ms: i64,
-    /// Edges with traffic in the window (and, when asked, idle ones with zero rates).
-    pub edges: Vec<(FineEdge, EdgeStats)>,
+    /// Edges with traffic in the window (and, when asked, idle ones with zero rates); the keys
+    /// are shared with the table.
+    pub edges: Vec<(Arc<FineEdge>, EdgeStats)>,
 }
 
 /// What the per-sample path and the window computation need of an Istio series, inline in its
@@ -63,6 +64,8 @@ struct SeriesInfo {
 /// together and so sharing their timestamps.
 struct BlockEntry {
     edge: u32,
+    /// Columns that are primary latency buckets (capacity to reserve in the edge's stats).
+    buckets: usize,
     key: BlockKey,
     block: Block<SeriesInfo>,
 }
@@ -92,7 +95,7 @@ enum Loc {
 }
 
 struct EdgeEntry {
-    key: FineEdge,
+    key: Arc<FineEdge>,
     /// Series of the edge.
     tracks: usize,
 }
@@ -259,6 +262,9 @@ impl EdgeTable {
         let mut scratch = Vec::new();
         for entry in inner.blocks.iter().flatten() {
             let edge = entry.edge as usize;
+            for stats in &mut stats {
+                stats[edge].duration_buckets.reserve(entry.buckets);
+            }
             entry
                 .block
                 .rates(at_ms, windows_ms, &mut scratch, |w, col, rate| {
@@ -277,7 +283,7 @@ impl EdgeTable {
                     .zip(stats)
                     .filter_map(|(e, s)| {
                         let e = e.as_ref()?;
-                        (include_idle || s.is_active()).then(|| (e.key.clone(), s))
+                        (include_idle || s.is_active()).then(|| (Arc::clone(&e.key), s))
                     })
                     .collect(),
             })
@@ -308,7 +314,7 @@ impl EdgeTable {
                 continue;
             };
             if let Some(Some(e)) = inner.edges.get(id as usize) {
-                out.push((e.key.clone(), inc));
+                out.push(((*e.key).clone(), inc));
             }
         }
         out
@@ -414,6 +420,11 @@ fn destination_service(series: &IstioSeries) -> ServiceKey {
     }
 }
 
+/// Whether a series is one of the latency buckets an edge's figures sum.
+fn is_bucket(role: &SeriesRole) -> bool {
+    role.primary && matches!(role.measure, Measure::DurationBucket { .. })
+}
+
 /// Adds `rate` (or an increment: the arithmetic is the same) of `series` into its edge's stats.
 fn add_rate(s: &mut EdgeStats, series: &SeriesRole, rate: f64) {
     match series.measure {
@@ -453,7 +464,7 @@ impl Inner {
             return id;
         }
         let entry = EdgeEntry {
-            key: key.clone(),
+            key: Arc::new(key.clone()),
             tracks: 0,
         };
         let id = match self.free_edges.pop() {
@@ -503,6 +514,7 @@ impl Inner {
             None => {
                 let entry = BlockEntry {
                     edge,
+                    buckets: 0,
                     key: key.clone(),
                     block: Block::default(),
                 };
@@ -523,6 +535,7 @@ impl Inner {
         let Some(entry) = self.blocks[b as usize].as_mut() else {
             return;
         };
+        entry.buckets += usize::from(is_bucket(&info.role));
         let c = entry.block.add_column(info);
         self.set_loc(series_ref, Loc::Column(b, c as u32));
     }
@@ -550,17 +563,20 @@ impl Inner {
         };
         entry.block.expire(cutoff);
         let gone = |c: &Column<SeriesInfo>| c.last_t < cutoff && c.role.born_ms < cutoff;
-        if !entry.block.cols.iter().any(gone) {
+        if entry.block.newest_row_full() || !entry.block.cols.iter().any(gone) {
             return 0;
         }
         let mut removed = Vec::new();
+        let mut buckets = 0;
         entry.block.retain_columns(|c| {
             let drop = gone(c);
             if drop {
                 removed.push(c.role.series_ref);
+                buckets += usize::from(is_bucket(&c.role.role));
             }
             drop
         });
+        entry.buckets -= buckets;
         let edge = entry.edge;
         let moved: Vec<u64> = entry.block.cols.iter().map(|c| c.role.series_ref).collect();
         let empty = moved.is_empty();
