@@ -15,8 +15,10 @@
 //!
 //! [`Store::open`] makes the store persistent: every series creation and accepted sample is
 //! logged to a checksummed write-ahead log, [`Store::commit`] makes what was appended durable
-//! (group commit), and [`Store::maintain`] cuts old head data into immutable block files, compacts
-//! them and applies retention. Reads span head and blocks transparently. See `docs/store.md`.
+//! (group commit), full head chunks move to memory-mapped files (only each series' open chunk
+//! stays on the heap), and [`Store::maintain`] cuts old head data into immutable block files,
+//! compacts them and applies retention. Reads span head and blocks transparently. See
+//! `docs/store.md`.
 
 mod block;
 mod chunk;
