@@ -15,7 +15,8 @@
 #
 # Queries (queries.py): range queries over the last hour of data (10 min after the series start,
 # so no window sees a series begin: there 2.42 and 3.x extrapolate rate() differently) with Grafana's step for a 1 h panel at a
-# 15 s scrape interval (15 s, start/end aligned to it), POST form bodies, one warm-up each, then
+# 15 s scrape interval (15 s, start/end aligned to it), POST form bodies on one kept-alive connection
+# per system (as Grafana's Go client reuses connections), one warm-up each, then
 # REPS rounds alternating between the systems; both answers are compared (same series and points,
 # values within 1e-6). Both servers run at the same time but are queried one at a time. Query
 # limits are raised on both (max samples 1e9) so that the mesh-wide panels at 1 M series run.

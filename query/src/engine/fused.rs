@@ -3,11 +3,13 @@
 //! into a reused buffer and added straight into its group's accumulators, so no per-series
 //! [`StepSeries`] or group-key [`Labels`] is built (a group's key is found by hashing the grouping
 //! labels' bytes and checked label by label). Series are taken in batches that two threads read
-//! and evaluate, then accumulated in selection order on the calling thread, so every group sees
-//! its values in the order the unfused path adds them and the results are bit-for-bit the same.
+//! and evaluate (taking pieces of 32 series as they go), then accumulated in selection order on
+//! the calling thread, so every group sees its values in the order the unfused path adds them
+//! and the results are bit-for-bit the same.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hasher};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use meshfed_model::{Labels, METRIC_NAME, Sample, is_stale_nan};
@@ -28,6 +30,8 @@ use crate::value::{StepSeries, Val};
 const BATCH: usize = 512;
 /// Below this many series the work stays on the calling thread.
 const PARALLEL_MIN: usize = 256;
+/// Series the two threads take at a time.
+const PIECE: usize = 32;
 
 /// The range-vector functions this path evaluates.
 #[derive(Clone, Copy)]
@@ -327,7 +331,9 @@ impl Evaluator<'_> {
         Ok(Some(Val::Vector(out)))
     }
 
-    /// Evaluates one batch, split over two threads when it is large enough.
+    /// Evaluates one batch; when it is large enough, on two threads that take pieces of it as
+    /// they go (not halves: when another process holds one core, the other thread does the
+    /// rest instead of waiting for it).
     fn eval_batch(
         &self,
         plan: &Plan,
@@ -339,13 +345,23 @@ impl Evaluator<'_> {
         if batch.len() < PARALLEL_MIN {
             return plan.eval_batch(store, batch, vals, points);
         }
-        let half = batch.len() / 2;
-        let (b0, b1) = batch.split_at(half);
-        let (v0, v1) = vals.split_at_mut(half * plan.steps);
-        let (p0, p1) = points.split_at_mut(half);
+        let pieces = Mutex::new(
+            batch
+                .chunks(PIECE)
+                .zip(vals.chunks_mut(PIECE * plan.steps))
+                .zip(points.chunks_mut(PIECE)),
+        );
+        let work = || -> Result<()> {
+            loop {
+                // Poisoning only follows a panic, which is re-raised below.
+                let next = pieces.lock().unwrap_or_else(PoisonError::into_inner).next();
+                let Some(((h, v), p)) = next else { return Ok(()) };
+                plan.eval_batch(store, h, v, p)?;
+            }
+        };
         std::thread::scope(|s| {
-            let other = s.spawn(|| plan.eval_batch(store, b1, v1, p1));
-            let mine = plan.eval_batch(store, b0, v0, p0);
+            let other = s.spawn(work);
+            let mine = work();
             // A panic in the worker is re-raised here, as it would have been on this thread.
             let theirs = other.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             mine.and(theirs)
