@@ -8,6 +8,7 @@
 //! - [`relabel`]: `metric_relabel_configs` with Prometheus semantics.
 //! - [`reduce`]: edge reduction of per-pod counters and histograms to workload level.
 //! - [`manager`]: one loop per target, started and stopped as discovery changes.
+//! - [`forward`]: coalesces the loops' samples into larger relay batches.
 //! - [`metrics`]: the collector's own telemetry.
 //! - [`topology`]: reports the cluster's services, endpoints and gateways to the controller.
 //! - [`agent`]: applies the controller's config snapshots (GitOps directory, simulator).
@@ -16,6 +17,7 @@
 pub mod agent;
 pub mod config;
 pub mod discovery;
+pub mod forward;
 pub mod manager;
 pub mod metrics;
 pub mod reduce;

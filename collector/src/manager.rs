@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::config::ScrapeConfig;
 use crate::discovery::Target;
+use crate::forward::Forwarder;
 use crate::metrics::CollectorMetrics;
 use crate::reduce::Reducer;
 use crate::scrape::{ScrapeClient, Scraper};
@@ -26,6 +27,8 @@ pub struct ScrapeManager {
     relay: RelayClient,
     metrics: CollectorMetrics,
     loops: HashMap<Target, RunningLoop>,
+    /// Coalesces the loops' samples into relay batches.
+    forwarder: (Forwarder, JoinHandle<()>),
     /// Edge reduction stage between the loops and the relay, when configured.
     reduction: Option<(Arc<Reducer>, CancellationToken, JoinHandle<()>)>,
 }
@@ -49,6 +52,7 @@ impl ScrapeManager {
             );
             (reducer, stop, task)
         });
+        let forwarder = Forwarder::spawn(relay.clone(), metrics.clone());
         Self {
             client,
             config,
@@ -56,6 +60,7 @@ impl ScrapeManager {
             relay,
             metrics,
             loops: HashMap::new(),
+            forwarder,
             reduction,
         }
     }
@@ -86,6 +91,7 @@ impl ScrapeManager {
                     scraper,
                     interval: Duration::from_secs_f64(self.config.interval_secs),
                     relay: self.relay.clone(),
+                    forwarder: self.forwarder.0.clone(),
                     metrics: self.metrics.clone(),
                 };
                 let span = info_span!("scrape", target = %t.url);
@@ -117,6 +123,10 @@ impl ScrapeManager {
         for h in handles {
             let _ = h.await;
         }
+        // The loops are done; with the last sender gone the forwarder sends what it holds and ends.
+        let (forwarder, forward_task) = self.forwarder;
+        drop(forwarder);
+        let _ = forward_task.await;
         if let Some((_, stop, task)) = self.reduction {
             // The flush loop hands over the last reduced values when stopped.
             stop.cancel();
@@ -135,6 +145,7 @@ struct ScrapeLoop {
     scraper: Scraper,
     interval: Duration,
     relay: RelayClient,
+    forwarder: Forwarder,
     metrics: CollectorMetrics,
 }
 
@@ -182,11 +193,7 @@ impl ScrapeLoop {
     }
 
     async fn forward(&self, samples: Vec<OutgoingSample>) {
-        let n = samples.len() as u64;
-        match self.relay.send(samples).await {
-            Ok(()) => self.metrics.samples_forwarded.inc_by(n),
-            Err(_) => self.metrics.samples_dropped.inc_by(n),
-        };
+        self.forwarder.send(samples, &self.metrics).await;
     }
 }
 
