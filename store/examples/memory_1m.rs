@@ -214,7 +214,11 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         stats.samples,
         stats.samples as f64 / open_s / 1e6
     );
-    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
+    println!(
+        "rss now={} MiB; peak rss so far={} MiB",
+        mib(status_bytes("VmRSS")),
+        mib(status_bytes("VmHWM"))
+    );
     drop(store);
     std::fs::remove_dir_all(&chunks).unwrap();
     std::fs::rename(&aside, &chunks).unwrap();
@@ -233,8 +237,9 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         first.bytes as f64 / first.samples as f64
     );
     println!(
-        "wal dir after the cut={} MiB; peak rss so far={} MiB",
+        "wal dir after the cut={} MiB; rss now={} MiB; peak rss so far={} MiB",
         mib(dir_bytes(&dir.join("wal"))),
+        mib(status_bytes("VmRSS")),
         mib(status_bytes("VmHWM"))
     );
     drop(store);
@@ -247,7 +252,11 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         stats.samples,
         stats.samples as f64 / t0.elapsed().as_secs_f64() / 1e6
     );
-    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
+    println!(
+        "rss now={} MiB; peak rss so far={} MiB",
+        mib(status_bytes("VmRSS")),
+        mib(status_bytes("VmHWM"))
+    );
     let t0 = Instant::now();
     let second = store.cut_head(end).unwrap().unwrap();
     let (bytes, n) = (first.bytes + second.bytes, first.samples + second.samples);
@@ -257,13 +266,18 @@ fn replay_child(dir: &Path, series: usize, samples: usize) {
         mib(bytes),
         bytes as f64 / n as f64,
     );
-    println!("peak rss so far={} MiB", mib(status_bytes("VmHWM")));
+    println!(
+        "rss now={} MiB; peak rss so far={} MiB",
+        mib(status_bytes("VmRSS")),
+        mib(status_bytes("VmHWM"))
+    );
     drop(store);
     let t0 = Instant::now();
     let store = Store::open(dir, StoreOptions::default()).unwrap();
     println!(
-        "replay with an empty head (checkpoint = series records; two blocks opened and verified): {:.1} s; peak rss={} MiB",
+        "replay with an empty head (checkpoint = series records; two blocks opened and verified): {:.1} s; rss now={} MiB; peak rss={} MiB",
         t0.elapsed().as_secs_f64(),
+        mib(status_bytes("VmRSS")),
         mib(status_bytes("VmHWM"))
     );
     drop(store);

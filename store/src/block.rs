@@ -6,6 +6,7 @@
 //! written is never trusted: at open it is quarantined, at query time it is flagged (its bad
 //! chunks are skipped) and quarantined by the next maintenance.
 
+pub(crate) mod index;
 pub(crate) mod set;
 pub(crate) mod writer;
 
@@ -14,12 +15,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use meshfed_model::{Labels, Sample};
+use meshfed_model::Sample;
 
 use crate::chunk::XorIter;
 use crate::error::{Result, StoreError, corrupt, io};
 use crate::postings::SeriesId;
 use crate::wal::record::Reader;
+pub(crate) use index::BlockLabels;
 use writer::{ChunkMeta, END_MAGIC, FOOTER_BYTES, MAGIC, MAGIC_V1};
 
 /// Public description of a block, from [`crate::Store::blocks`].
@@ -39,14 +41,16 @@ pub struct BlockInfo {
     pub bytes: u64,
 }
 
-/// One series' chunks in a block.
-#[derive(Debug)]
+/// One series' chunks in a block: `chunks[first..first + len]`.
+#[derive(Clone, Copy, Debug)]
 struct BlockSeries {
     id: SeriesId,
-    chunks: Box<[ChunkMeta]>,
+    first: u32,
+    len: u32,
 }
 
-/// An open block.
+/// An open block. In memory per series: 12 bytes plus its chunk entries (no labels: the store's
+/// registry holds every series' labels once, blocks refer to series by id).
 #[derive(Debug)]
 pub(crate) struct Block {
     pub(crate) path: PathBuf,
@@ -59,13 +63,16 @@ pub(crate) struct Block {
     file: File,
     /// Sorted by id once mapped.
     series: Vec<BlockSeries>,
+    /// Every series' chunk entries, series in index order.
+    chunks: Vec<ChunkMeta>,
     corrupt: AtomicBool,
 }
 
 impl Block {
-    /// Opens and checks block `path`; returns it with each series' labels (in the block's order,
-    /// for [`Block::map_ids`]).
-    pub(crate) fn open(path: &Path, verify_chunks: bool) -> Result<(Self, Vec<Labels>)> {
+    /// Opens and checks block `path`; returns it with its index bytes, from which
+    /// [`BlockLabels::ids`] finds the store ids to pass to [`Block::map_ids`] (callers that know
+    /// them drop it).
+    pub(crate) fn open(path: &Path, verify_chunks: bool) -> Result<(Self, BlockLabels)> {
         let file = File::open(path).map_err(io("open", path))?;
         let len = file.metadata().map_err(io("stat", path))?.len();
         let bad = |offset: u64, reason: &str| corrupt(path, offset, reason);
@@ -99,39 +106,47 @@ impl Block {
         if crc32fast::hash(&index) != index_crc {
             return Err(bad(index_offset, "index checksum mismatch"));
         }
-        let mut r = Reader::new(&index, 0);
-        let parsed = parse_index(&mut r, index_offset, v1)
-            .map_err(|reason| bad(index_offset + r.pos() as u64, reason))?;
-        let (seq, start, end, samples, parents, series) = parsed;
+        let (mut series, mut chunks) = (Vec::new(), Vec::new());
+        let header = index::walk(&index, index_offset, v1, &mut |_, metas| {
+            let first = u32::try_from(chunks.len()).map_err(|_| "more than 2^32 chunks")?;
+            let len = u32::try_from(metas.len()).map_err(|_| "more than 2^32 chunks")?;
+            series.push(BlockSeries { id: 0, first, len });
+            chunks.extend_from_slice(metas);
+            Ok(())
+        })
+        .map_err(|(at, reason)| bad(index_offset + at as u64, reason))?;
+        series.shrink_to_fit();
+        chunks.shrink_to_fit();
         let block = Self {
             path: path.to_owned(),
-            seq,
-            start,
-            end,
-            samples,
+            seq: header.seq,
+            start: header.start,
+            end: header.end,
+            samples: header.samples,
             bytes: len,
-            parents,
+            parents: header.parents,
             file,
-            series: series
-                .iter()
-                .map(|(_, c)| BlockSeries {
-                    id: 0,
-                    chunks: c.clone().into(),
-                })
-                .collect(),
+            series,
+            chunks,
             corrupt: AtomicBool::new(false),
         };
         if verify_chunks {
             block.verify()?;
         }
-        Ok((block, series.into_iter().map(|(l, _)| l).collect()))
+        let labels = BlockLabels {
+            path: path.to_owned(),
+            index,
+            index_offset,
+            v1,
+        };
+        Ok((block, labels))
     }
 
     /// Reads every chunk and checks its checksum and sample count.
     fn verify(&self) -> Result<()> {
         let mut buf = Vec::new();
-        for s in &self.series {
-            for c in s.chunks.iter() {
+        {
+            for c in &self.chunks {
                 buf.resize(c.len as usize, 0);
                 self.file
                     .read_exact_at(&mut buf, c.offset)
@@ -145,12 +160,14 @@ impl Block {
         Ok(())
     }
 
-    /// Sets the store ids of the series, in the order [`Block::open`] returned their labels.
+    /// Sets the store ids of the series, in index order (the order [`BlockLabels::ids`] returns).
     pub(crate) fn map_ids(&mut self, ids: &[SeriesId]) {
         for (s, &id) in self.series.iter_mut().zip(ids) {
             s.id = id;
         }
-        self.series.sort_unstable_by_key(|s| s.id);
+        if !self.series.is_sorted_by_key(|s| s.id) {
+            self.series.sort_unstable_by_key(|s| s.id);
+        }
     }
 
     /// Store ids of the series in the block, sorted.
@@ -159,9 +176,12 @@ impl Block {
     }
 
     fn chunks(&self, id: SeriesId) -> &[ChunkMeta] {
-        self.series
-            .binary_search_by_key(&id, |s| s.id)
-            .map_or(&[], |i| &self.series[i].chunks)
+        let Ok(i) = self.series.binary_search_by_key(&id, |s| s.id) else {
+            return &[];
+        };
+        let s = self.series[i];
+        let first = s.first as usize;
+        self.chunks.get(first..first + s.len as usize).unwrap_or(&[])
     }
 
     /// Whether a chunk failed its checksum at query time.
@@ -236,99 +256,6 @@ impl Block {
     }
 }
 
-type ParsedIndex = (u64, i64, i64, u64, Vec<u64>, Vec<(Labels, Vec<ChunkMeta>)>);
-
-fn parse_index(r: &mut Reader<'_>, index_offset: u64, v1: bool) -> Result<ParsedIndex, &'static str> {
-    let seq = r.u64()?;
-    let (start, end, _min_t, _max_t) = (r.i64()?, r.i64()?, r.i64()?, r.i64()?);
-    let samples = r.u64()?;
-    let parents = (0..r.u32()?).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
-    let mut symbols = Vec::new();
-    if !v1 {
-        for _ in 0..r.u32()? {
-            symbols.push(r.str()?);
-        }
-    }
-    let symbol = |r: &mut Reader<'_>| -> Result<&str, &'static str> {
-        let i = r.uvarint32()? as usize;
-        symbols.get(i).copied().ok_or("symbol number out of range")
-    };
-    let n = r.u32()?;
-    let mut series = Vec::new();
-    let mut prev: Vec<(&str, &str)> = Vec::new();
-    let (mut series_base, mut next_offset) = (0i64, MAGIC.len() as u64);
-    for _ in 0..n {
-        let mut pairs = Vec::new();
-        if v1 {
-            for _ in 0..r.u16()? {
-                pairs.push((r.str()?, r.str()?));
-            }
-        } else {
-            let count = r.uvarint32()? as usize;
-            let bitmap = r.take(count.div_ceil(8))?;
-            for i in 0..count {
-                if bitmap[i / 8] & (1 << (i % 8)) != 0 {
-                    pairs.push(*prev.get(i).ok_or("label repeats a missing previous label")?);
-                } else {
-                    pairs.push((symbol(r)?, symbol(r)?));
-                }
-            }
-            prev.clone_from(&pairs);
-        }
-        let chunks = if v1 { r.u32()? } else { r.uvarint32()? };
-        let mut metas = Vec::new();
-        let mut base = series_base;
-        for _ in 0..chunks {
-            let c = if v1 {
-                ChunkMeta {
-                    offset: r.u64()?,
-                    len: r.u32()?,
-                    count: r.u16()?,
-                    min_t: r.i64()?,
-                    max_t: r.i64()?,
-                    crc: r.u32()?,
-                }
-            } else {
-                let len = r.uvarint32()?;
-                let count = u16::try_from(r.uvarint32()?).map_err(|_| "chunk sample count over u16")?;
-                let min_t = base.wrapping_add(unzigzag(r.uvarint64()?));
-                let max_t = min_t.wrapping_add(r.uvarint64()? as i64);
-                let c = ChunkMeta {
-                    offset: next_offset,
-                    len,
-                    count,
-                    min_t,
-                    max_t,
-                    crc: r.u32()?,
-                };
-                next_offset = next_offset.saturating_add(u64::from(len));
-                if metas.is_empty() {
-                    series_base = min_t;
-                }
-                base = max_t;
-                c
-            };
-            let in_file = c.offset >= MAGIC.len() as u64
-                && c.offset
-                    .checked_add(u64::from(c.len))
-                    .is_some_and(|e| e <= index_offset);
-            let ordered = metas.last().is_none_or(|p: &ChunkMeta| p.max_t < c.min_t);
-            if !in_file || c.count == 0 || c.min_t > c.max_t || !ordered {
-                return Err("chunk entry out of bounds or out of order");
-            }
-            metas.push(c);
-        }
-        series.push((Labels::from_pairs(pairs), metas));
-    }
-    r.end()?;
-    Ok((seq, start, end, samples, parents, series))
-}
-
-/// Inverse of [`writer::zigzag`].
-fn unzigzag(v: u64) -> i64 {
-    (v >> 1) as i64 ^ -((v & 1) as i64)
-}
-
 /// Moves a bad block into `quarantine/` beside `blocks/`; returns the new path.
 pub(crate) fn quarantine(path: &Path, err: &StoreError) -> Result<PathBuf> {
     let root = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
@@ -347,6 +274,7 @@ mod tests {
 
     use super::*;
     use crate::chunk::XorAppender;
+    use meshfed_model::Labels;
 
     fn write_v1(path: &Path, labels: &Labels, samples: &[(i64, f64)]) {
         let mut app = XorAppender::with_capacity(64);
@@ -398,7 +326,7 @@ mod tests {
         let samples = [(1_000, 1.0), (16_000, 2.0), (31_000, 4.0)];
         write_v1(&path, &labels, &samples);
         let (mut block, got) = Block::open(&path, true).unwrap();
-        assert_eq!(got, vec![labels]);
+        assert_eq!(got.labels(), vec![labels]);
         block.map_ids(&[3]);
         let mut out = Vec::new();
         block.read_into(3, i64::MIN, i64::MAX, &mut out);
@@ -440,7 +368,7 @@ mod tests {
         }
         w.finish(2, 0, 10, &[]).unwrap();
         let (_, got) = Block::open(&path, true).unwrap();
-        assert_eq!(got, sets);
+        assert_eq!(got.labels(), sets);
     }
 
     #[test]
@@ -474,7 +402,7 @@ mod tests {
         w.add(&lb, &b).unwrap();
         w.finish(3, i64::MIN, i64::MAX, &[]).unwrap();
         let (mut block, got) = Block::open(&path, true).unwrap();
-        assert_eq!(got, vec![la, lb]);
+        assert_eq!(got.labels(), vec![la, lb]);
         block.map_ids(&[0, 1]);
         let mut out = Vec::new();
         block.read_into(0, i64::MIN, i64::MAX, &mut out);
@@ -504,6 +432,6 @@ mod tests {
         // The 200-byte value is stored once, not 50 times.
         assert!(bytes < 4_000, "{bytes} bytes");
         let (_, got) = Block::open(&path, true).unwrap();
-        assert_eq!(got, all);
+        assert_eq!(got.labels(), all);
     }
 }

@@ -15,7 +15,7 @@ use meshfed_model::Labels;
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::set::BlockSet;
-use crate::block::{Block, quarantine};
+use crate::block::{Block, BlockLabels, quarantine};
 use crate::error::{Result, StoreError, io};
 use crate::head::AppendOutcome;
 use crate::head_chunks::HeadChunkFiles;
@@ -133,8 +133,8 @@ fn is_damage(e: &StoreError) -> bool {
     }
 }
 
-/// Opened blocks with their series' labels, and the next free block number.
-type OpenedBlocks = (Vec<(Block, Vec<Labels>)>, u64);
+/// Opened blocks with their index bytes (to find their series' ids), and the next free block number.
+type OpenedBlocks = (Vec<(Block, BlockLabels)>, u64);
 
 /// Opens every block in `dir`, quarantining bad ones and deleting ones a compaction superseded.
 fn open_blocks(dir: &Path, verify: bool, stats: &mut ReplayStats) -> Result<OpenedBlocks> {
@@ -237,10 +237,8 @@ impl Store {
             floor,
         };
         for (mut block, labels) in blocks {
-            let ids: Vec<SeriesId> = labels
-                .iter()
-                .map(|l| store.get_or_create(l).0 as SeriesId)
-                .collect();
+            let ids = labels.ids(|pairs| store.block_series_id(pairs))?;
+            drop(labels);
             block.map_ids(&ids);
             set.blocks.push(Arc::new(block));
         }
@@ -251,6 +249,20 @@ impl Store {
         }
         store.commit()?;
         Ok(store)
+    }
+
+    /// The id of a series found in a block, from its label pairs: a registry lookup with no
+    /// per-series allocation (after a cut, the checkpoint has registered every block series);
+    /// only a series that lives in blocks alone is built as [`Labels`] and created (logged).
+    fn block_series_id(&self, pairs: &[(&str, &str)]) -> SeriesId {
+        match self.registry.get_pairs(pairs) {
+            Some(id) => {
+                // What `get_or_create` does for a found series (nothing runs concurrently here).
+                self.table.with(u64::from(id), |s| s.touch());
+                id
+            }
+            None => self.get_or_create(&Labels::from_pairs(pairs.iter().copied())).0 as SeriesId,
+        }
     }
 
     /// Makes every sample and series appended before this call durable (fsynced WAL). Concurrent

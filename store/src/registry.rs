@@ -93,6 +93,14 @@ impl Registry {
         self.inner.read().find(self.hash(labels), labels)
     }
 
+    /// The id of the series whose labels are exactly `pairs` (name order), if it exists: a lookup
+    /// without building a [`Labels`].
+    pub(crate) fn get_pairs(&self, pairs: &[(&str, &str)]) -> Option<SeriesId> {
+        let hash = self.hash_strs(pairs.iter().copied());
+        let inner = self.inner.read();
+        inner.find_by(hash, |id| inner.pairs_equal(id, pairs))
+    }
+
     /// The id of the series with exactly `labels`, creating it if new. `on_create` runs under the
     /// write lock with the new id, before any reader can see it, so per-id storage is in place
     /// by the time a select returns the id. `on_found` runs with an existing id under a lock
@@ -190,10 +198,22 @@ impl RegistryInner {
     }
 
     fn find(&self, hash: u64, labels: &Labels) -> Option<SeriesId> {
+        self.find_by(hash, |id| self.labels_equal(id, labels))
+    }
+
+    fn find_by(&self, hash: u64, equal: impl Fn(SeriesId) -> bool) -> Option<SeriesId> {
         let first = *self.by_hash.get(&hash)?;
         std::iter::once(first)
             .chain(self.collisions.get(&hash).into_iter().flatten().copied())
-            .find(|&id| self.labels_equal(id, labels))
+            .find(|&id| equal(id))
+    }
+
+    fn pairs_equal(&self, id: SeriesId, want: &[(&str, &str)]) -> bool {
+        let pairs = self.pairs(id);
+        pairs.len() == want.len()
+            && pairs.iter().zip(want).all(|(&(n, v), &(name, value))| {
+                self.symbols.resolve(n) == name && self.symbols.resolve(v) == value
+            })
     }
 
     fn labels_equal(&self, id: SeriesId, labels: &Labels) -> bool {
