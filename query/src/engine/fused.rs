@@ -280,8 +280,9 @@ impl Evaluator<'_> {
         let mut keys: Vec<Labels> = Vec::new();
         let mut accs: Vec<Vec<Acc>> = Vec::new();
         let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
-        let mut vals = vec![None; BATCH * steps];
-        let mut points = vec![0usize; BATCH];
+        let batch_len = handles.len().min(BATCH);
+        let mut vals = vec![None; batch_len * steps];
+        let mut points = vec![0usize; batch_len];
         for batch in handles.chunks(BATCH) {
             let vals = &mut vals[..batch.len() * steps];
             let points = &mut points[..batch.len()];

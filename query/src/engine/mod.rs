@@ -6,6 +6,7 @@ mod binary;
 mod eval;
 mod fused;
 mod ratio;
+mod regex_cache;
 pub mod selector;
 
 use std::cell::Cell;

@@ -32,8 +32,10 @@ pub fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
         let op = match m.op {
             PMatchOp::Equal => MatchOp::Equal,
             PMatchOp::NotEqual => MatchOp::NotEqual,
-            PMatchOp::Re(_) => MatchOp::Regex,
-            PMatchOp::NotRe(_) => MatchOp::NotRegex,
+            PMatchOp::Re(_) => return super::regex_cache::regex_matcher(MatchOp::Regex, &m.name, &m.value),
+            PMatchOp::NotRe(_) => {
+                return super::regex_cache::regex_matcher(MatchOp::NotRegex, &m.name, &m.value);
+            }
         };
         Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| QueryError::bad(e.to_string()))
     };
