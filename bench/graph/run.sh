@@ -3,7 +3,7 @@
 # Usage: bench/graph/run.sh [--big]
 #   default: 2,000 nodes / 20,000 edges (440,000 series; the process peaks at ~3 GiB)
 #   --big adds 20,000 nodes / 200,000 edges (4.4 M series) in --lean mode (the aggregator only:
-#   no relay encode/decode, no in-memory store or bare table copies), 4 scrapes; it refuses to
+#   no relay encode/decode, no in-memory store or bare table copies), 5 scrapes; it refuses to
 #   start with less than 14 GiB available (`free`), and is stopped past 12 GiB resident.
 # Side by side with Kiali's PromQL on Prometheus: bench/graph/kiali.sh
 set -euo pipefail
@@ -20,7 +20,7 @@ if [ "${1:-}" = "--big" ]; then
   fi
   echo "== 20,000 nodes / 200,000 edges (lean)"
   # Watched, so a machine shared with others never comes near the OOM killer.
-  "$bin" --nodes 20000 --edges 200000 --lean --scrapes 4 --requests 50 &
+  "$bin" --nodes 20000 --edges 200000 --lean --scrapes 5 --requests 50 &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     rss_kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
