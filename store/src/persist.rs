@@ -188,7 +188,9 @@ impl Store {
         }
         let lock = DirLock::acquire(dir)?;
         let mut stats = ReplayStats::default();
+        let blocks_started = Instant::now();
         let (blocks, next_seq) = open_blocks(&blocks_dir, options.verify_blocks_on_open, &mut stats)?;
+        let mut block_open = blocks_started.elapsed();
         let mut store = Store::new(options.clone());
         let floor = blocks.iter().map(|(b, _)| b.end).max().unwrap_or(i64::MIN);
         store.min_valid.store(floor, Ordering::Release);
@@ -236,12 +238,15 @@ impl Store {
             blocks: Vec::new(),
             floor,
         };
+        let mapping_started = Instant::now();
         for (mut block, labels) in blocks {
             let ids = labels.ids(|pairs| store.block_series_id(pairs))?;
             drop(labels);
             block.map_ids(&ids);
             set.blocks.push(Arc::new(block));
         }
+        block_open += mapping_started.elapsed();
+        stats.block_open = block_open;
         stats.duration = started.elapsed();
         if let Some(disk) = store.disk.as_mut() {
             *disk.blocks.get_mut() = Arc::new(set);
