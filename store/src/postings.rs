@@ -89,6 +89,43 @@ impl Postings {
         }
     }
 
+    /// Forgets that each of `ids` (sorted, distinct) has `name=value`, in one pass over the list
+    /// (removing ids one at a time from a list of millions is quadratic when a deploy's worth of
+    /// series is forgotten at once).
+    pub(crate) fn remove_many(&mut self, name: SymbolId, value: SymbolId, ids: &[SeriesId]) {
+        if let [id] = ids {
+            return self.remove(name, value, *id);
+        }
+        let Some(values) = self.by_name.get_mut(&name) else {
+            return;
+        };
+        let emptied = match values.get_mut(&value) {
+            Some(PostingList::One(only)) => ids.binary_search(only).is_ok(),
+            Some(PostingList::Many(list)) => {
+                let mut gone = ids.iter().peekable();
+                list.retain(|id| {
+                    while gone.next_if(|g| **g < *id).is_some() {}
+                    gone.next_if_eq(&id).is_none()
+                });
+                match list[..] {
+                    [] => true,
+                    [only] => {
+                        values.insert(value, PostingList::One(only));
+                        false
+                    }
+                    _ => false,
+                }
+            }
+            None => false,
+        };
+        if emptied {
+            values.remove(&value);
+            if values.is_empty() {
+                self.by_name.remove(&name);
+            }
+        }
+    }
+
     /// The series with `name=value`.
     pub(crate) fn get(&self, name: SymbolId, value: SymbolId) -> &[SeriesId] {
         self.by_name
@@ -192,6 +229,29 @@ pub(crate) fn union<'a>(lists: impl IntoIterator<Item = &'a [SeriesId]>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_many_at_once_matches_removing_one_by_one() {
+        let ids: Vec<SeriesId> = (0..200).collect();
+        let gone: Vec<SeriesId> = ids.iter().copied().filter(|i| i % 3 == 0 || *i > 150).collect();
+        let (mut one, mut many) = (Postings::default(), Postings::default());
+        for &id in &ids {
+            one.add(1, 2, id);
+            many.add(1, 2, id);
+        }
+        for &id in &gone {
+            one.remove(1, 2, id);
+        }
+        many.remove_many(1, 2, &gone);
+        assert_eq!(one.get(1, 2), many.get(1, 2));
+        // Down to one id (stored inline), then to none (the pair and the name go).
+        let rest: Vec<SeriesId> = many.get(1, 2)[1..].to_vec();
+        many.remove_many(1, 2, &rest);
+        assert_eq!(many.get(1, 2), &[1]);
+        many.remove_many(1, 2, &[0, 1, 5]);
+        assert_eq!(many.get(1, 2), &[] as &[SeriesId]);
+        assert_eq!(many.names().count(), 0);
+    }
 
     #[test]
     fn set_operations() {

@@ -148,6 +148,8 @@ impl Registry {
     pub(crate) fn forget(&self, ids: &[SeriesId], confirm: impl Fn(SeriesId) -> bool) -> usize {
         let mut inner = self.inner.write();
         let mut n = 0;
+        // (name, value, id) of every label pair forgotten, removed from the postings per pair.
+        let mut removed: Vec<(SymbolId, SymbolId, SeriesId)> = Vec::new();
         for &id in ids {
             if !inner.is_live(id) || !confirm(id) {
                 continue;
@@ -161,13 +163,22 @@ impl Registry {
                     .map(|&(k, v)| (inner.symbols.resolve(k), inner.symbols.resolve(v))),
             );
             inner.unhash(hash, id);
-            for &(k, v) in pairs.iter() {
-                inner.postings.remove(k, v, id);
+            removed.extend(pairs.iter().map(|&(k, v)| (k, v, id)));
+            inner.forgotten += 1;
+            n += 1;
+        }
+        removed.sort_unstable();
+        removed.dedup();
+        let mut ids_of_pair: Vec<SeriesId> = Vec::new();
+        for group in removed.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let (k, v) = (group[0].0, group[0].1);
+            ids_of_pair.clear();
+            ids_of_pair.extend(group.iter().map(|r| r.2));
+            inner.postings.remove_many(k, v, &ids_of_pair);
+            for _ in group {
                 inner.symbols.release(k);
                 inner.symbols.release(v);
             }
-            inner.forgotten += 1;
-            n += 1;
         }
         n
     }
