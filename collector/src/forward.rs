@@ -57,20 +57,14 @@ impl Forwarder {
 }
 
 async fn run(mut rx: mpsc::Receiver<Vec<OutgoingSample>>, relay: RelayClient, metrics: CollectorMetrics) {
-    let mut pending: Vec<OutgoingSample> = Vec::new();
     loop {
         // Wait for the first samples of the next batch, then for more until it is full or due.
-        let Some(first) = rx.recv().await else { break };
-        pending = if pending.is_empty() {
-            first
-        } else {
-            join(pending, first)
-        };
+        let Some(mut pending) = rx.recv().await else { break };
         let due = tokio::time::Instant::now() + MAX_DELAY;
         let mut closed = false;
         while pending.len() < MAX_BATCH_SAMPLES {
             match tokio::time::timeout_at(due, rx.recv()).await {
-                Ok(Some(more)) => pending = join(pending, more),
+                Ok(Some(mut more)) => pending.append(&mut more),
                 Ok(None) => {
                     closed = true;
                     break;
@@ -78,19 +72,11 @@ async fn run(mut rx: mpsc::Receiver<Vec<OutgoingSample>>, relay: RelayClient, me
                 Err(_) => break,
             }
         }
-        flush(&relay, &metrics, std::mem::take(&mut pending)).await;
+        flush(&relay, &metrics, pending).await;
         if closed {
             break;
         }
     }
-    if !pending.is_empty() {
-        flush(&relay, &metrics, pending).await;
-    }
-}
-
-fn join(mut a: Vec<OutgoingSample>, mut b: Vec<OutgoingSample>) -> Vec<OutgoingSample> {
-    a.append(&mut b);
-    a
 }
 
 async fn flush(relay: &RelayClient, metrics: &CollectorMetrics, samples: Vec<OutgoingSample>) {

@@ -19,7 +19,7 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::Evaluator;
 use super::eval::{duration_ms, offset_ms};
-use super::selector::{Window, unwrap_parens};
+use super::selector::{Window, for_each_window, unwrap_parens};
 use crate::error::{QueryError, Result};
 use crate::functions::rate::{extrapolated_rate, instant_value};
 use crate::functions::stats::{Mean, kahan_inc};
@@ -96,26 +96,18 @@ impl Plan {
     ) -> usize {
         store.read_samples(h.series, self.mint, self.maxt, buf);
         buf.retain(|p| !is_stale_nan(p.value));
-        let (mut lo, mut hi, mut points) = (0, 0, 0);
-        for (k, slot) in out.iter_mut().enumerate() {
-            let e = self.first + k as i64 * self.step_eval;
-            while hi < buf.len() && buf[hi].timestamp_ms <= e {
-                hi += 1;
-            }
-            while lo < buf.len() && buf[lo].timestamp_ms <= e - self.range {
-                lo += 1;
-            }
-            let w = Window {
-                samples: &buf[lo..hi.max(lo)],
-                range_start: e - self.range,
-                range_end: e,
-                step_ts: self.start + k as i64 * self.step,
-                k,
-                range_ms: self.range,
-            };
-            *slot = self.kernel.apply(&w);
-            points += usize::from(slot.is_some());
-        }
+        let mut points = 0;
+        for_each_window(
+            buf,
+            self.range,
+            out.len(),
+            |k| self.first + k as i64 * self.step_eval,
+            |k| self.start + k as i64 * self.step,
+            |w| {
+                out[w.k] = self.kernel.apply(w);
+                points += usize::from(out[w.k].is_some());
+            },
+        );
         points
     }
 

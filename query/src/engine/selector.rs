@@ -13,6 +13,36 @@ use super::eval::{duration_ms, offset_ms};
 use crate::error::{QueryError, Result};
 use crate::value::{RangeSeries, StepSeries};
 
+/// Walks `samples` (sorted, stale markers removed) with two moving pointers and hands `f` the
+/// window `(e - range, e]` of each step `k < steps`, where `e = eval_time(k)` is non-decreasing.
+pub(crate) fn for_each_window(
+    samples: &[Sample],
+    range: i64,
+    steps: usize,
+    eval_time: impl Fn(usize) -> i64,
+    step_ts: impl Fn(usize) -> i64,
+    mut f: impl FnMut(&Window<'_>),
+) {
+    let (mut lo, mut hi) = (0, 0);
+    for k in 0..steps {
+        let e = eval_time(k);
+        while hi < samples.len() && samples[hi].timestamp_ms <= e {
+            hi += 1;
+        }
+        while lo < samples.len() && samples[lo].timestamp_ms <= e - range {
+            lo += 1;
+        }
+        f(&Window {
+            samples: &samples[lo..hi.max(lo)],
+            range_start: e - range,
+            range_end: e,
+            step_ts: step_ts(k),
+            k,
+            range_ms: range,
+        });
+    }
+}
+
 /// One range window handed to a range-vector function.
 pub(crate) struct Window<'s> {
     /// Non-stale samples in `(range_start, range_end]`.
@@ -211,25 +241,14 @@ impl Evaluator<'_> {
         f: &mut dyn FnMut(&Window<'_>) -> Option<f64>,
     ) -> StepSeries {
         let mut s = StepSeries::new(labels, drop_name, self.steps);
-        let (mut lo, mut hi) = (0, 0);
-        for k in 0..self.steps {
-            let e = self.eval_time(k, at, off);
-            while hi < samples.len() && samples[hi].timestamp_ms <= e {
-                hi += 1;
-            }
-            while lo < samples.len() && samples[lo].timestamp_ms <= e - range {
-                lo += 1;
-            }
-            let w = Window {
-                samples: &samples[lo..hi.max(lo)],
-                range_start: e - range,
-                range_end: e,
-                step_ts: self.ts(k),
-                k,
-                range_ms: range,
-            };
-            s.vals[k] = f(&w);
-        }
+        for_each_window(
+            samples,
+            range,
+            self.steps,
+            |k| self.eval_time(k, at, off),
+            |k| self.ts(k),
+            |w| s.vals[w.k] = f(w),
+        );
         s
     }
 
