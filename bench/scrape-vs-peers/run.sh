@@ -7,6 +7,11 @@
 #   bench/scrape-vs-peers/run.sh                          # PODS_PER_WORKLOAD=5 EXTRA_NS=4, 5 s, 120 s
 #   DURATION=300 PODS_PER_WORKLOAD=10 bench/scrape-vs-peers/run.sh
 #   SCRAPERS=meshfed KEEP_ALIVE=false bench/scrape-vs-peers/run.sh   # the collector alone, an A/B
+#   SCALE=issue bench/scrape-vs-peers/run.sh              # issue #3's scale: 310 pods x ~1,500 series
+#
+# SCALE=issue sets PODS_PER_WORKLOAD=5 EXTRA_NS=10 (310 sidecars) ENVOY_UPSTREAM_SERIES=1350 (the
+# per-upstream-cluster `envoy_cluster_*` stats of an unscoped sidecar, on top of the ~150 Istio
+# series a pod shows) and WARMUP=30; each can still be overridden. ~465k series, ~140 MB a round.
 #
 # Needs: apt-get install prometheus victoria-metrics curl. Everything listens on 127.0.0.1 and
 # writes under one mktemp directory (removed at exit unless KEEP=1). The three scrapers run one
@@ -19,8 +24,14 @@
 # traffic reaches new destinations, hence the per-window count.
 set -euo pipefail
 
+if [[ "${SCALE:-}" == issue ]]; then
+    EXTRA_NS=${EXTRA_NS:-10}
+    ENVOY_UPSTREAM_SERIES=${ENVOY_UPSTREAM_SERIES:-1350}
+    WARMUP=${WARMUP:-30}
+fi
 PODS_PER_WORKLOAD=${PODS_PER_WORKLOAD:-5}
 EXTRA_NS=${EXTRA_NS:-4}
+ENVOY_UPSTREAM_SERIES=${ENVOY_UPSTREAM_SERIES:-0}
 CLUSTERS=${CLUSTERS:-1}
 INTERVAL=${INTERVAL:-5}
 WARMUP=${WARMUP:-15}
@@ -54,7 +65,7 @@ TICKS=$(getconf CLK_TCK)
 
 # --- simulator, aggregator, sink -------------------------------------------------------------------
 "$MESHFED" sim --clusters "$CLUSTERS" --pods-per-workload "$PODS_PER_WORKLOAD" \
-    --extra-namespaces "$EXTRA_NS" --file-sd "$WORK/sd.json" > "$WORK/sim.log" 2>&1 &
+    --extra-namespaces "$EXTRA_NS" --envoy-upstream-series "$ENVOY_UPSTREAM_SERIES" --file-sd "$WORK/sd.json" > "$WORK/sim.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 1 100); do [[ -s "$WORK/sd.json" ]] && break; sleep 0.2; done
 # Series the targets expose right now (the simulator's series set grows as traffic reaches new
@@ -80,7 +91,7 @@ echo "machine: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'), $(nproc) CPUs,
 RELAY_PORT=$(free_port); AGG_HTTP=$(free_port); SINK_PORT=$(free_port)
 "$MESHFED" aggregator --insecure --relay-listen "127.0.0.1:$RELAY_PORT" --http-listen "127.0.0.1:$AGG_HTTP" \
     > "$WORK/aggregator.log" 2>&1 &
-PIDS+=("$!")
+AGG_PID=$!; PIDS+=("$AGG_PID")
 victoria-metrics -storageDataPath="$WORK/sink" -httpListenAddr="127.0.0.1:$SINK_PORT" > "$WORK/sink.log" 2>&1 &
 PIDS+=("$!")
 wait_http "http://127.0.0.1:$SINK_PORT/health"
@@ -114,6 +125,7 @@ measure() {
     sleep "$DURATION"
     local t1; t1=$(cpu_ticks "$pid")
     local hwm; hwm=$(hwm_kb "$pid")
+    echo "  load $(cut -d' ' -f1-3 /proc/loadavg); aggregator rss $(awk '$1 == "VmRSS:" { print $2 / 1024 }' "/proc/$AGG_PID/status") MiB" >&2
     local s1; s1=$(count_series | cut -d' ' -f2)
     kill "$pid"; wait "$pid" 2>/dev/null || true
     # Samples scraped in the window: the mean exposed series count times the scrape rounds.

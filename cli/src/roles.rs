@@ -223,6 +223,9 @@ pub struct SimArgs {
     /// Extra copies of the web app, to scale the mesh.
     #[arg(long)]
     extra_namespaces: Option<usize>,
+    /// Extra `envoy_cluster_*` series per pod (per-upstream-cluster stats of an unscoped sidecar).
+    #[arg(long)]
+    envoy_upstream_series: Option<usize>,
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -251,6 +254,9 @@ pub async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<(
     }
     if let Some(v) = args.extra_namespaces {
         config.extra_namespaces = v;
+    }
+    if let Some(v) = args.envoy_upstream_series {
+        config.envoy_upstream_series = v;
     }
     if let Some(v) = args.seed {
         config.seed = v;

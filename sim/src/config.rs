@@ -5,6 +5,7 @@
 //! clusters: 3
 //! pods_per_workload: 2
 //! extra_namespaces: 0          # copies of the web app: web-2, web-3, ...
+//! envoy_upstream_series: 0     # per-upstream-cluster envoy_cluster_* series per pod (0 = none)
 //! rate_scale: 1.0
 //! edge_rates: {"frontend->web-api": 40}
 //! record_scrapes: 0
@@ -36,6 +37,10 @@ pub struct SimConfig {
     pub pods_per_workload: usize,
     /// Scale knob: extra copies of the web app in namespaces `web-2`, `web-3`, … (0 = only `web`).
     pub extra_namespaces: usize,
+    /// Scale knob: this many extra `envoy_cluster_<stat>{cluster_name="outbound|…"}` series per
+    /// pod, what a sidecar without `Sidecar` scoping exposes for every upstream cluster in the mesh
+    /// (60 stats per cluster; real sidecars show 1,000–5,000 series). 0 (the default) = none.
+    pub envoy_upstream_series: usize,
     /// Multiplies every configured edge rate.
     pub rate_scale: f64,
     /// Per-edge rate overrides in requests (or TCP connections) per second per source workload
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             clusters: 3,
             pods_per_workload: 2,
             extra_namespaces: 0,
+            envoy_upstream_series: 0,
             rate_scale: 1.0,
             edge_rates: BTreeMap::new(),
             record_scrapes: 0,
@@ -121,6 +127,9 @@ impl SimConfig {
         }
         if self.pods_per_workload == 0 || self.pods_per_workload > 1000 {
             return bad("pods_per_workload must be between 1 and 1000");
+        }
+        if self.envoy_upstream_series > 100_000 {
+            return bad("envoy_upstream_series must be at most 100000");
         }
         if !(self.rate_scale.is_finite() && self.rate_scale >= 0.0) {
             return bad("rate_scale must be a finite number >= 0");

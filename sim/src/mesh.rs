@@ -41,6 +41,8 @@ pub struct Mesh {
     clock: Arc<dyn Clock>,
     timeline: RwLock<Timeline>,
     record_scrapes: usize,
+    /// `envoy_upstream_series` and the upstream cluster names it spreads over.
+    upstream: (usize, Arc<[Arc<str>]>),
     recorded: Mutex<Vec<VecDeque<ServedScrape>>>,
 }
 
@@ -59,8 +61,13 @@ impl Mesh {
             let end = s.duration_secs.map(|d| s.at_secs + d);
             timeline.add_fault(&topo, s.fault, s.at_secs, end)?;
         }
+        let upstream = (
+            config.envoy_upstream_series,
+            render::upstream::cluster_names(&topo, config.envoy_upstream_series),
+        );
         Ok(Self {
             recorded: Mutex::new(vec![VecDeque::new(); topo.pods.len()]),
+            upstream,
             topo,
             clock,
             timeline: RwLock::new(timeline),
@@ -102,9 +109,18 @@ impl Mesh {
         let tl = self.read();
         let values = tl.integrate(pod, t);
         let model = tl.model_at(t).clone();
+        let started = tl.started_at(pod, t);
         drop(tl);
         let gauges = &model.gauges[self.topo.pods[pod].workload];
-        render::families(&self.topo, &values, gauges)
+        let mut fams = render::families(&self.topo, &values, gauges);
+        let (series, clusters) = &self.upstream;
+        if *series > 0 {
+            // Envoy prints counters, then gauges, then histograms.
+            let at = fams.iter().position(|f| f.is_histogram()).unwrap_or(fams.len());
+            let extra = render::upstream::families(clusters, *series, pod, t, t - started);
+            fams.splice(at..at, extra);
+        }
+        fams
     }
 
     /// The exposition a scrape of `pod` at simulated time `at_ms` returns (nothing recorded).

@@ -2,6 +2,9 @@
 //! Prometheus text 0.0.4, `# TYPE` lines only (Envoy emits no `# HELP`), counters then gauges then
 //! histograms, Istio labels in the stats filter's order.
 
+pub(crate) mod upstream;
+
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -37,18 +40,27 @@ pub(crate) struct Line {
 /// A metric family.
 #[derive(Debug)]
 pub(crate) struct Family {
-    name: &'static str,
+    name: Cow<'static, str>,
     kind: &'static str,
     lines: Vec<Line>,
 }
 
 impl Family {
     fn new(name: &'static str, kind: &'static str) -> Self {
+        Self::new_owned(name, kind)
+    }
+
+    fn new_owned(name: impl Into<Cow<'static, str>>, kind: &'static str) -> Self {
         Self {
-            name,
+            name: name.into(),
             kind,
             lines: Vec::new(),
         }
+    }
+
+    /// True for a histogram family (rendered after counters and gauges).
+    pub(crate) fn is_histogram(&self) -> bool {
+        self.kind == "histogram"
     }
 
     fn push(&mut self, labels: Arc<LabelList>, value: f64) {
@@ -382,7 +394,7 @@ pub(crate) fn to_text(families: &[Family]) -> String {
                 format_labels(&l.labels, &mut cached.1);
                 cached.0 = Arc::as_ptr(&l.labels);
             }
-            out.push_str(f.name);
+            out.push_str(&f.name);
             out.push_str(l.suffix);
             out.push('{');
             out.push_str(&cached.1);
