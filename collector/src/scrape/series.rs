@@ -1,7 +1,7 @@
 //! The per-target series cache: series text → final series, with staleness bookkeeping.
 //!
-//! Two tables. `texts` maps the exposed text (`name{labels}`, exactly as written) to a slot, or to
-//! "dropped by relabelling". `slots` hold the final series (target labels, relabelling, limits
+//! Two tables. `texts` maps the exposed text (`name{labels}`, exactly as written; kept only as a
+//! 128-bit hash, see [`super::texts`]) to a slot, or to "dropped by relabelling". `slots` hold the final series (target labels, relabelling, limits
 //! applied); different texts that end up as the same label set share one slot (found through
 //! `by_labels`, consulted only on a miss). Each entry records the scrape generation it was last
 //! seen in, so staleness and eviction need no per-scrape sets: after a successful scrape, slots seen
@@ -171,9 +171,9 @@ impl SeriesCache {
     ) -> Result<(), ScrapeError> {
         st.scraped += 1;
         let epoch = self.epoch;
-        let hash = self.texts.hash(raw.series_text);
+        let key = self.texts.key(raw.series_text);
         let slots = &self.slots;
-        let hit = match self.texts.get_mut(hash, raw.series_text) {
+        let hit = match self.texts.get_mut(key) {
             Some(e) if e.slot == DROPPED || slots[e.slot as usize].version == e.version => {
                 e.seen = epoch;
                 Some(e.slot)
@@ -183,7 +183,7 @@ impl SeriesCache {
         };
         let slot = match hit {
             Some(slot) => slot,
-            None => self.miss(raw, hash)?,
+            None => self.miss(raw, key)?,
         };
         if slot == DROPPED {
             return Ok(());
@@ -215,7 +215,7 @@ impl SeriesCache {
     }
 
     /// The slow path for a text not seen before: build, label, relabel, check, intern.
-    fn miss(&mut self, raw: &RawSample<'_>, hash: u64) -> Result<u32, ScrapeError> {
+    fn miss(&mut self, raw: &RawSample<'_>, key: u128) -> Result<u32, ScrapeError> {
         let exposed = raw.labels().map_err(ScrapeError::Parse)?;
         let labelled = with_target_labels(&exposed, &self.target_labels);
         let rules = self.rules.as_deref().unwrap_or(&[]);
@@ -241,10 +241,10 @@ impl SeriesCache {
             version,
             seen: self.epoch,
         };
-        match self.texts.get_mut(hash, raw.series_text) {
+        match self.texts.get_mut(key) {
             // A text whose slot was evicted and reused: point it at the new one.
             Some(e) => *e = entry,
-            None => self.texts.insert_new(hash, raw.series_text, entry),
+            None => self.texts.insert_new(key, entry),
         }
         Ok(slot)
     }

@@ -1,109 +1,68 @@
-//! Series texts → cache entries, with the texts kept in one contiguous arena.
+//! Series texts → cache entries, keyed by a 128-bit hash of the text instead of the text itself.
 //!
-//! A steady-state lookup compares the whole text (an Istio series is ~1 KB), so the keys of a
-//! 10 MB scrape are read once per scrape. Kept in exposition order in one buffer, they stream from
-//! memory like the body does; as individual boxed strings they were scattered between the label
-//! sets built on the same misses, and the comparison dominated the scrape.
-
-use std::hash::BuildHasher;
+//! Keeping the texts (an Istio series is ~1 KB as exposed) cost about as much memory as the final
+//! label sets, and a lookup had to compare the whole text anyway. Now a text is hashed once with
+//! seeded XXH3-128 and only the hash is kept (16 bytes per series).
+//!
+//! Collisions: with a good 128-bit hash, the chance that any two of n distinct texts of one target
+//! collide is about n²/2¹²⁹ — below 10⁻²⁷ for a million series, far below the rate of undetected
+//! memory errors. XXH3 is not a cryptographic hash, so a target could in principle craft two texts
+//! that collide; but the cache is per target, so the most a crafted collision can do is give one
+//! of that target's samples the labels of another series of the same target — values the target
+//! controls anyway. Target labels, relabelling and limits still apply to what it exposes.
 
 use hashbrown::HashTable;
 
-/// Where a text lives in the arena, plus the caller's value.
-pub(super) struct Keyed<V> {
-    off: usize,
-    len: usize,
-    hash: u64,
-    pub value: V,
+/// The hash key and the caller's value.
+struct Keyed<V> {
+    key: u128,
+    value: V,
 }
 
 pub(super) struct TextMap<V> {
-    arena: String,
-    live_bytes: usize,
     table: HashTable<Keyed<V>>,
-    hasher: foldhash::fast::RandomState,
+    seed: u64,
 }
 
 impl<V> TextMap<V> {
     pub fn new() -> Self {
         Self {
-            arena: String::new(),
-            live_bytes: 0,
             table: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            seed: rand::random(),
         }
     }
 
-    pub fn hash(&self, text: &str) -> u64 {
-        self.hasher.hash_one(text)
+    /// The key of `text` in this map.
+    pub fn key(&self, text: &str) -> u128 {
+        twox_hash::XxHash3_128::oneshot_with_seed(self.seed, text.as_bytes())
     }
 
-    pub fn get_mut(&mut self, hash: u64, text: &str) -> Option<&mut V> {
-        let arena = &self.arena;
+    pub fn get_mut(&mut self, key: u128) -> Option<&mut V> {
         self.table
-            .find_mut(hash, |k| k.hash == hash && &arena[k.off..k.off + k.len] == text)
+            .find_mut(key as u64, |k| k.key == key)
             .map(|k| &mut k.value)
     }
 
-    /// Inserts a text known to be absent.
-    pub fn insert_new(&mut self, hash: u64, text: &str, value: V) {
-        let off = self.arena.len();
-        self.arena.push_str(text);
-        self.live_bytes += text.len();
-        let k = Keyed {
-            off,
-            len: text.len(),
-            hash,
-            value,
-        };
-        self.table.insert_unique(hash, k, |k| k.hash);
+    /// Inserts a key known to be absent.
+    pub fn insert_new(&mut self, key: u128, value: V) {
+        self.table
+            .insert_unique(key as u64, Keyed { key, value }, |k| k.key as u64);
     }
 
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
-    /// Keeps the entries `keep` accepts; compacts the arena (keeping the order of the texts) when
-    /// more than half of it is dead.
+    /// Keeps the entries `keep` accepts; gives back room left by a much larger past scrape.
     pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        let mut live = self.live_bytes;
-        self.table.retain(|k| {
-            let kept = keep(&k.value);
-            if !kept {
-                live -= k.len;
-            }
-            kept
-        });
-        self.live_bytes = live;
-        if self.arena.len() > 2 * live + (64 << 10) {
-            self.compact();
-        } else if self.arena.capacity() > self.arena.len() + self.arena.len() / 8 + 4096 {
-            // The arena grew by doubling during the first scrapes; steady state adds nothing, so
-            // give back the spare room (up to half of the arena) once.
-            self.arena.shrink_to_fit();
-        }
+        self.table.retain(|k| keep(&k.value));
         if self.table.capacity() > 4 * self.table.len().max(1024) {
-            self.table.shrink_to_fit(|k| k.hash);
+            self.table.shrink_to_fit(|k| k.key as u64);
         }
-    }
-
-    fn compact(&mut self) {
-        let old = std::mem::take(&mut self.arena);
-        let mut entries: Vec<&mut Keyed<V>> = self.table.iter_mut().collect();
-        entries.sort_unstable_by_key(|k| k.off);
-        let mut arena = String::with_capacity(self.live_bytes);
-        for k in entries {
-            let text = &old[k.off..k.off + k.len];
-            k.off = arena.len();
-            arena.push_str(text);
-        }
-        self.arena = arena;
     }
 
     pub fn clear(&mut self) {
         self.table.clear();
-        self.arena.clear();
-        self.live_bytes = 0;
     }
 }
 
@@ -112,21 +71,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookups_survive_eviction_and_compaction() {
+    fn lookups_survive_eviction() {
         let mut m = TextMap::new();
         let texts: Vec<String> = (0..5000)
             .map(|i| format!("m{{i=\"{i}\",pad=\"{}\"}}", "x".repeat(40)))
             .collect();
         for (i, t) in texts.iter().enumerate() {
-            let h = m.hash(t);
-            m.insert_new(h, t, i);
+            let k = m.key(t);
+            m.insert_new(k, i);
         }
         m.retain(|v| v % 10 == 0);
         assert_eq!(m.len(), 500);
-        assert!(m.arena.len() < 500 * 60, "compacted");
         for (i, t) in texts.iter().enumerate() {
-            let h = m.hash(t);
-            assert_eq!(m.get_mut(h, t).map(|v| *v), (i % 10 == 0).then_some(i), "{t}");
+            let k = m.key(t);
+            assert_eq!(m.get_mut(k).map(|v| *v), (i % 10 == 0).then_some(i), "{t}");
         }
+        // Keys depend on the map's seed but are stable within it.
+        assert_eq!(m.key("a{b=\"c\"}"), m.key("a{b=\"c\"}"));
+        assert_ne!(m.key("a{b=\"c\"}"), m.key("a{b=\"d\"}"));
     }
 }
