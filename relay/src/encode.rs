@@ -3,7 +3,9 @@
 //! keep their own dictionary.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
+use hashbrown::HashTable;
 use meshfed_model::LabelsBuilder;
 
 use prost::Message;
@@ -27,34 +29,34 @@ pub struct OutgoingSample {
 }
 
 /// The series a stream (or buffer segment) has defined so far.
-#[derive(Debug)]
+///
+/// The dictionary is keyed by the packing's address rather than the label set: the collector
+/// hands the same packing for a series at every scrape, so this saves hashing some 25 labels per
+/// sample. Two packings of equal labels just get two refs, which the aggregator resolves to the
+/// same series. Each entry holds a clone, so an address cannot be reused while it is in the
+/// dictionary. Refs are dense (1, 2, …), so the previous values sit in a vector indexed by ref.
 pub struct StreamEncoder {
-    refs: HashMap<ByAddress, u64>,
+    refs: HashTable<(SeriesLabels, u64)>,
     columnar: bool,
-    values: ValueState,
+    /// Previous value bits per ref (index `ref - 1`), for the XOR value encoding.
+    prev_bits: Vec<u64>,
+    /// One zstd context for the stream's series definitions (created on first use).
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
-/// A dictionary key that hashes and compares the packing's address rather than the label set.
-/// The collector hands the same packing for a series at every scrape, so this saves hashing some
-/// 25 labels per sample (a fifth of the collector's CPU). Two packings of equal labels just get
-/// two refs, which the aggregator resolves to the same series. The key holds a clone, so the
-/// address cannot be reused while it is in the dictionary.
-#[derive(Debug)]
-struct ByAddress(SeriesLabels);
-
-impl std::hash::Hash for ByAddress {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.addr().hash(state);
+impl std::fmt::Debug for StreamEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamEncoder")
+            .field("defined_series", &self.refs.len())
+            .field("columnar", &self.columnar)
+            .finish_non_exhaustive()
     }
 }
 
-impl PartialEq for ByAddress {
-    fn eq(&self, other: &Self) -> bool {
-        SeriesLabels::ptr_eq(&self.0, &other.0)
-    }
+/// Addresses are not chosen by peers, so a fixed-seed fast hash is enough.
+fn addr_hash(addr: usize) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x6d65_7368_6665_6421).hash_one(addr)
 }
-
-impl Eq for ByAddress {}
 
 /// Most bytes the compressed series definitions of one batch may expand to.
 pub const MAX_DEFINITIONS_BYTES: usize = 64 << 20;
@@ -63,7 +65,7 @@ pub const MAX_DEFINITIONS_BYTES: usize = 64 << 20;
 /// form. Encoder and decoder keep one each and apply batches in the same order.
 #[derive(Debug, Default)]
 pub struct ValueState {
-    prev: HashMap<u64, u64>,
+    prev: HashMap<u64, u64, foldhash::fast::RandomState>,
 }
 
 impl ValueState {
@@ -92,18 +94,18 @@ impl StreamEncoder {
     /// A fresh, empty dictionary that writes sample columns as compressed Arrow IPC.
     pub fn new() -> Self {
         Self {
-            refs: HashMap::new(),
+            refs: HashTable::new(),
             columnar: true,
-            values: ValueState::default(),
+            prev_bits: Vec::new(),
+            zstd: None,
         }
     }
 
     /// A dictionary writing plain protobuf columns (for tests and size comparisons).
     pub fn plain() -> Self {
         Self {
-            refs: HashMap::new(),
             columnar: false,
-            values: ValueState::default(),
+            ..Self::new()
         }
     }
 
@@ -124,21 +126,31 @@ impl StreamEncoder {
             new_series_zstd: Vec::new(),
         };
         for s in samples {
-            let next = self.refs.len() as u64 + 1;
-            let series_ref = *self.refs.entry(ByAddress(s.labels.clone())).or_insert_with(|| {
-                batch.new_series.push(SeriesDefinition {
-                    r#ref: next,
-                    labels: s
-                        .labels
-                        .iter()
-                        .map(|(name, value)| proto::Label {
-                            name: name.to_owned(),
-                            value: value.to_owned(),
-                        })
-                        .collect(),
-                });
-                next
-            });
+            let hash = addr_hash(s.labels.addr());
+            let found = self
+                .refs
+                .find(hash, |(l, _)| SeriesLabels::ptr_eq(l, &s.labels))
+                .map(|(_, r)| *r);
+            let series_ref = match found {
+                Some(r) => r,
+                None => {
+                    let next = self.refs.len() as u64 + 1;
+                    batch.new_series.push(SeriesDefinition {
+                        r#ref: next,
+                        labels: s
+                            .labels
+                            .iter()
+                            .map(|(name, value)| proto::Label {
+                                name: name.to_owned(),
+                                value: value.to_owned(),
+                            })
+                            .collect(),
+                    });
+                    self.refs
+                        .insert_unique(hash, (s.labels.clone(), next), |(l, _)| addr_hash(l.addr()));
+                    next
+                }
+            };
             batch.refs.push(series_ref);
             batch.timestamps_ms.push(s.timestamp_ms);
             batch.values.push(s.value);
@@ -150,11 +162,20 @@ impl StreamEncoder {
     }
 
     fn make_columnar(&mut self, batch: &mut SampleBatch) {
+        self.prev_bits.resize(self.refs.len(), 0);
+        let prev = &mut self.prev_bits;
         let xored: Vec<u64> = batch
             .refs
             .iter()
             .zip(&batch.values)
-            .map(|(&r, &v)| self.values.xor_in(r, v))
+            .map(|(&r, &v)| {
+                // Refs come from this dictionary: 1..=len.
+                let slot = &mut prev[(r - 1) as usize];
+                let bits = v.to_bits();
+                let x = bits ^ *slot;
+                *slot = bits;
+                x
+            })
             .collect();
         match crate::columns::encode(&batch.refs, &batch.timestamps_ms, &xored) {
             Ok(bytes) => {
@@ -175,7 +196,16 @@ impl StreamEncoder {
                 series: std::mem::take(&mut batch.new_series),
             }
             .encode_to_vec();
-            match zstd::bulk::compress(&defs, 3) {
+            let zstd = match self.zstd.take() {
+                Some(z) => Ok(z),
+                None => zstd::bulk::Compressor::new(3),
+            };
+            let compressed = zstd.and_then(|mut z| {
+                let out = z.compress(&defs);
+                self.zstd = Some(z);
+                out
+            });
+            match compressed {
                 Ok(z) => batch.new_series_zstd = z,
                 Err(_) => {
                     batch.new_series = proto::SeriesDefinitions::decode(defs.as_slice())
