@@ -57,6 +57,10 @@ pub struct AggregatorConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphConfig {
+    /// Keep the service graph at all. Off, ingest does no graph work (no edge table, no
+    /// snapshots, no health inputs or derived series) and the graph API answers with empty
+    /// graphs: for an aggregator used only as a store, or to measure what the graph costs.
+    pub enabled: bool,
     /// Rate windows kept up to date (PromQL durations).
     pub windows: Vec<String>,
     /// How often the snapshots and derived series are refreshed.
@@ -74,6 +78,7 @@ impl Default for GraphConfig {
                 .iter()
                 .map(|w| (*w).to_owned())
                 .collect(),
+            enabled: true,
             refresh_ms: 5_000,
             health_interval_ms: 1_000,
             derived_series: true,

@@ -74,6 +74,14 @@ impl GraphService {
         })
     }
 
+    /// The same service with a table that tracks no series (`graph.enabled: false`): the
+    /// graph's windows stay empty and ingest does no graph work.
+    pub fn without_tracking(mut self) -> Self {
+        let max = self.windows.values().copied().max().unwrap_or(600_000);
+        self.table = Arc::new(EdgeTable::untracked(max));
+        self
+    }
+
     /// Window name → length in ms.
     pub fn windows(&self) -> &BTreeMap<String, i64> {
         &self.windows
@@ -107,7 +115,11 @@ impl GraphService {
     fn recompute(&self, now_ms: i64, windows: &[i64]) {
         self.table.expire();
         for snap in self.table.compute_many(now_ms, windows, true) {
-            self.snapshots.write().insert(snap.window_ms, Arc::new(snap));
+            let old = self.snapshots.write().insert(snap.window_ms, Arc::new(snap));
+            // Unless a reader still holds it, its allocations serve the next computation.
+            if let Some(old) = old.and_then(|o| Arc::try_unwrap(o).ok()) {
+                self.table.recycle(old);
+            }
         }
         self.generation.fetch_add(1, Ordering::Release);
     }

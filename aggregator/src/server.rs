@@ -63,12 +63,14 @@ impl Aggregator {
             path: "aggregator config".into(),
             reason,
         })?;
-        let graph = Arc::new(
-            GraphService::new(&config.graph.windows).map_err(|reason| Error::Config {
-                path: "graph.windows".into(),
-                reason,
-            })?,
-        );
+        let mut graph = GraphService::new(&config.graph.windows).map_err(|reason| Error::Config {
+            path: "graph.windows".into(),
+            reason,
+        })?;
+        if !config.graph.enabled {
+            graph = graph.without_tracking();
+        }
+        let graph = Arc::new(graph);
         let health = Arc::new(HealthModel::new(config.health.clone()));
         let controller = Arc::new(crate::controller::Controller::new(config.controller.clone()));
         let mut ingest = StoreIngest::new(Arc::clone(&store), Arc::clone(&graph.table))
@@ -189,15 +191,17 @@ impl Aggregator {
             }
         });
         let mut tasks = vec![relay_task, http_task];
-        tasks.push(spawn_graph_upkeep(
-            graph_state,
-            config
-                .graph
-                .derived_series
-                .then(|| SeriesWriter::new(Arc::clone(&store))),
-            &config.graph,
-            shutdown.clone(),
-        ));
+        if config.graph.enabled {
+            tasks.push(spawn_graph_upkeep(
+                graph_state,
+                config
+                    .graph
+                    .derived_series
+                    .then(|| SeriesWriter::new(Arc::clone(&store))),
+                &config.graph,
+                shutdown.clone(),
+            ));
+        }
         if controller.enabled() {
             tasks.push(crate::controller::spawn(
                 Arc::clone(&controller),

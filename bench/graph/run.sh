@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Graph API latency and graph-maintenance cost (issue #7), one release build.
+# Graph API latency and graph-maintenance cost (issue #7), one release build. The cost is CPU
+# time (the process's, all threads), A/B against an aggregator with graph.enabled: false fed the
+# same relay batches; see tests/examples/graph_bench.rs and docs/graph.md, "Benchmarks".
 # Usage: bench/graph/run.sh [--big]
 #   default: 2,000 nodes / 20,000 edges (440,000 series; the process peaks at ~3 GiB)
 #   --big adds 20,000 nodes / 200,000 edges (4.4 M series) in --lean mode (the aggregator only:

@@ -248,14 +248,16 @@ impl<R> Block<R> {
         }
     }
 
-    /// Calls `out(window index, column, rate)` with `rate(…[w])` at `at_ms` of every series
-    /// that has one, for each window `w` in `windows_ms`. `scratch` is reused between calls.
+    /// Calls `out(window index, column index, rate)` with `rate(…[w])` at `at_ms` of every
+    /// series that has one, for each window `w` in `windows_ms`. `scratch` is reused between
+    /// calls. The columns' roles are not read, so a caller can keep what the rates need in a
+    /// compact array of its own.
     pub fn rates(
         &self,
         at_ms: i64,
         windows_ms: &[i64],
         scratch: &mut Vec<Sample>,
-        mut out: impl FnMut(usize, &Column<R>, f64),
+        mut out: impl FnMut(usize, usize, f64),
     ) {
         let hi = self.rows_until(at_ms, self.len);
         let n = self.cols.len();
@@ -278,12 +280,12 @@ impl<R> Block<R> {
                 let first = &self.values[pf..pf + n];
                 let last = &self.values[pl..pl + n];
                 let shape = Extrapolation::new(first_t, last_t, hi - lo, start, at_ms);
-                for (c, col) in self.cols.iter().enumerate() {
-                    out(w, col, shape.rate(first[c], last[c]));
+                for (c, (&f, &l)) in first.iter().zip(last).enumerate() {
+                    out(w, c, shape.rate(f, l));
                 }
                 continue;
             }
-            for (c, col) in self.cols.iter().enumerate() {
+            for c in 0..n {
                 scratch.clear();
                 for r in lo..hi {
                     let v = self.value(r, c);
@@ -295,7 +297,7 @@ impl<R> Block<R> {
                     }
                 }
                 if let Some(rate) = meshfed_query::kernels::counter_rate(scratch, start, at_ms) {
-                    out(w, col, rate);
+                    out(w, c, rate);
                 }
             }
         }

@@ -81,7 +81,7 @@ pub struct ServiceGraphCounters {
 
 impl ServiceGraphCounters {
     /// Adds one refresh's increments.
-    pub fn add(&mut self, increments: &[(FineEdge, EdgeStats)]) {
+    pub fn add(&mut self, increments: &[(Arc<FineEdge>, EdgeStats)]) {
         for (edge, inc) in increments {
             if inc.requests <= 0.0 && inc.duration_buckets.is_empty() {
                 continue;

@@ -57,6 +57,27 @@ impl EdgeStats {
         }
     }
 
+    /// Zero, with room for `buckets` latency buckets.
+    pub fn with_buckets(buckets: usize) -> Self {
+        Self {
+            duration_buckets: Vec::with_capacity(buckets),
+            ..Self::default()
+        }
+    }
+
+    /// Back to zero, keeping the allocations (a recycled snapshot's stats are reused).
+    pub fn clear(&mut self) {
+        let mut buckets = std::mem::take(&mut self.duration_buckets);
+        let mut flags = std::mem::take(&mut self.flags);
+        buckets.clear();
+        flags.clear();
+        *self = Self {
+            duration_buckets: buckets,
+            flags,
+            ..Self::default()
+        };
+    }
+
     /// Adds a bucket rate, keeping buckets sorted by bound.
     pub fn add_bucket(&mut self, le: f64, rate: f64) {
         // Buckets usually come in order (a block's columns, a scrape's series): try the end.

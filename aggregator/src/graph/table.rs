@@ -17,7 +17,7 @@ use meshfed_model::{Labels, Sample, is_stale_nan};
 use parking_lot::Mutex;
 
 use crate::graph::block::{Block, Column, Pushed};
-use crate::graph::health_input::HealthInputs;
+use crate::graph::health_input::{HealthInputs, ServiceIncrements};
 use crate::graph::istio::{self, EndpointGauge, FineEdge, IstioSeries, Measure, Name, ServiceKey};
 use crate::graph::stats::EdgeStats;
 
@@ -33,28 +33,33 @@ pub struct WindowSnapshot {
     pub edges: Vec<(Arc<FineEdge>, EdgeStats)>,
 }
 
-/// What the per-sample path and the window computation need of an Istio series, inline in its
-/// block's column (its edge and service are ids into the table, so the labels are not kept per
+/// What the window computation and the increments need of an Istio series: 24 bytes, kept in
+/// an array of their own per block ([`BlockEntry::roles`]) because every refresh reads them for
+/// every series (its edge and service are ids into the table, so the labels are not kept per
 /// series).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct SeriesRole {
     measure: Measure,
     primary: bool,
     mtls: Option<bool>,
-    flags: Option<Name>,
+    /// Envoy response flags other than `-`: index into [`Inner::flag_names`] plus one (0: none).
+    flags: u32,
 }
 
-/// What the table keeps per Istio series, next to its samples in a [`Block`].
+/// What the table keeps per Istio series next to its samples in a [`Block`]: what the
+/// per-sample path needs.
 #[derive(Debug)]
 struct SeriesInfo {
     series_ref: u64,
-    role: SeriesRole,
-    /// Destination service (index into the table).
-    service: u32,
+    primary: bool,
     /// Whether the first sample is an increment from zero: true for a series that appears on a
     /// service already seen (a new response code starts counting), false while the table is
     /// learning what exists (after a restart every series is new, and its value is history).
     first_counts: bool,
+    /// A sample arrived since the increments were last folded ([`Inner::fold`]).
+    touched: bool,
+    /// Counter increment since the increments were last folded.
+    pending: f64,
     /// The table's newest sample time when the series was registered: a series announced but not
     /// yet sampled is kept for a full retention period.
     born_ms: i64,
@@ -64,9 +69,19 @@ struct SeriesInfo {
 /// together and so sharing their timestamps.
 struct BlockEntry {
     edge: u32,
+    /// The edge's destination service (index into the table).
+    service: u32,
     /// Columns that are primary latency buckets (capacity to reserve in the edge's stats).
     buckets: usize,
     key: BlockKey,
+    /// Role of each column of `block`, in column order.
+    roles: Vec<SeriesRole>,
+    /// Some column has an increment not yet folded (the block is in [`Inner::dirty_blocks`]).
+    dirty: bool,
+    /// Newest primary sample time seen (for [`ServiceIncrements::newest_ms`]).
+    ///
+    /// [`ServiceIncrements::newest_ms`]: crate::graph::health_input::ServiceIncrements::newest_ms
+    newest_t: i64,
     block: Block<SeriesInfo>,
 }
 
@@ -112,6 +127,12 @@ struct Inner {
     free_edges: Vec<u32>,
     edge_ids: HashMap<FineEdge, u32>,
     names: HashSet<Name>,
+    /// Response flags named by [`SeriesRole::flags`].
+    flag_names: Vec<Name>,
+    flag_ids: HashMap<Name, u32>,
+    /// Blocks with increments not yet folded into the services' and edges' increments: the
+    /// per-sample path only adds into its column, and [`Inner::fold`] adds each column once.
+    dirty_blocks: Vec<u32>,
     /// Destination services by id, with their pending health increments.
     services: Vec<ServiceSlot>,
     service_ids: HashMap<ServiceKey, u32>,
@@ -133,6 +154,11 @@ struct ServiceSlot {
 /// See the module docs.
 pub struct EdgeTable {
     inner: Mutex<Inner>,
+    /// Whether series are tracked at all (see [`EdgeTable::untracked`]).
+    tracking: bool,
+    /// Stats of released snapshots, cleared, for the next computation to reuse (their bucket
+    /// vectors keep their capacity).
+    spare: Mutex<Vec<EdgeStats>>,
     /// Batches that arrived while a computation held the table.
     pending: Mutex<Vec<(u64, i64, f64)>>,
     seen: Mutex<HashMap<Name, i64>>,
@@ -155,6 +181,8 @@ impl EdgeTable {
     pub fn new(max_window_ms: i64) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            tracking: true,
+            spare: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
             // One extra minute so the oldest window always sees its first sample.
@@ -162,8 +190,20 @@ impl EdgeTable {
         }
     }
 
+    /// A table that tracks no series (the graph switched off, `graph.enabled: false`): appends
+    /// only note which clusters delivered samples, and every window is empty.
+    pub fn untracked(max_window_ms: i64) -> Self {
+        Self {
+            tracking: false,
+            ..Self::new(max_window_ms)
+        }
+    }
+
     /// Looks at a newly registered series; remembers it when the graph or health uses it.
     pub fn observe_series(&self, series_ref: u64, labels: &Labels) {
+        if !self.tracking {
+            return;
+        }
         let Some(name) = labels.metric_name() else { return };
         if !(name.starts_with("istio_") || name.starts_with("envoy_cluster_")) {
             return;
@@ -188,19 +228,21 @@ impl EdgeTable {
             let instance = intern(labels.get("instance").unwrap_or(""));
             let edge = inner.edge_id(&series.edge);
             let service = inner.service_id(destination_service(&series));
+            let role = SeriesRole {
+                measure: series.measure,
+                primary: series.primary,
+                mtls: series.mtls,
+                flags: series.flags.map_or(0, |f| inner.flag_id(f)),
+            };
             let info = SeriesInfo {
                 series_ref,
-                role: SeriesRole {
-                    measure: series.measure,
-                    primary: series.primary,
-                    mtls: series.mtls,
-                    flags: series.flags,
-                },
-                service,
+                primary: series.primary,
                 first_counts: inner.services[service as usize].known,
+                touched: false,
+                pending: 0.0,
                 born_ms: inner.newest_ms,
             };
-            inner.insert_series(info, (edge, pod, instance));
+            inner.insert_series(info, role, service, (edge, pod, instance));
         } else if let Some((service, gauge)) = istio::classify_endpoint_gauge(labels, &mut intern) {
             inner.insert_gauge(GaugeTrack {
                 series_ref,
@@ -224,6 +266,9 @@ impl EdgeTable {
                     seen.insert(Arc::from(cluster), now);
                 }
             }
+        }
+        if !self.tracking {
+            return;
         }
         match self.inner.try_lock() {
             Some(mut inner) => {
@@ -255,21 +300,28 @@ impl EdgeTable {
     pub fn compute_many(&self, at_ms: i64, windows_ms: &[i64], include_idle: bool) -> Vec<WindowSnapshot> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut stats: Vec<Vec<EdgeStats>> = windows_ms
-            .iter()
-            .map(|_| vec![EdgeStats::default(); inner.edges.len()])
-            .collect();
+        let mut stats: Vec<Vec<EdgeStats>> = {
+            let mut spare = self.spare.lock();
+            windows_ms
+                .iter()
+                .map(|_| {
+                    (0..inner.edges.len())
+                        .map(|_| spare.pop().unwrap_or_default())
+                        .collect()
+                })
+                .collect()
+        };
         let mut scratch = Vec::new();
+        let flags = &inner.flag_names;
         for entry in inner.blocks.iter().flatten() {
             let edge = entry.edge as usize;
             for stats in &mut stats {
                 stats[edge].duration_buckets.reserve(entry.buckets);
             }
-            entry
-                .block
-                .rates(at_ms, windows_ms, &mut scratch, |w, col, rate| {
-                    add_rate(&mut stats[w][edge], &col.role.role, rate);
-                });
+            let roles = &entry.roles;
+            entry.block.rates(at_ms, windows_ms, &mut scratch, |w, c, rate| {
+                add_rate(&mut stats[w][edge], &roles[c], flags, rate);
+            });
         }
         windows_ms
             .iter()
@@ -290,10 +342,28 @@ impl EdgeTable {
             .collect()
     }
 
+    /// Gives the stats of a snapshot no one holds any more back for the next computation to
+    /// reuse (the refresh replaces each window's snapshot; their allocations are recycled).
+    pub fn recycle(&self, snapshot: WindowSnapshot) {
+        let mut stats: Vec<EdgeStats> = snapshot
+            .edges
+            .into_iter()
+            .map(|(_, mut s)| {
+                s.clear();
+                s
+            })
+            .collect();
+        let mut spare = self.spare.lock();
+        if spare.len() < 4 * stats.len().max(1024) {
+            spare.append(&mut stats);
+        }
+    }
+
     /// Increments collected for health since the last call.
     pub fn take_health_inputs(&self) -> HealthInputs {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        inner.fold();
         let mut out = HealthInputs::default();
         for id in inner.dirty_services.drain(..) {
             let s = &mut inner.services[id as usize];
@@ -304,17 +374,19 @@ impl EdgeTable {
         out
     }
 
-    /// Counter increments per edge since the last call (primary series only).
-    pub fn take_increments(&self) -> Vec<(FineEdge, EdgeStats)> {
+    /// Counter increments per edge since the last call (primary series only); the edge keys are
+    /// shared with the table.
+    pub fn take_increments(&self) -> Vec<(Arc<FineEdge>, EdgeStats)> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        inner.fold();
         let mut out = Vec::with_capacity(inner.dirty_edges.len());
         for id in inner.dirty_edges.drain(..) {
             let Some(inc) = inner.edge_increments.get_mut(id as usize).and_then(Option::take) else {
                 continue;
             };
             if let Some(Some(e)) = inner.edges.get(id as usize) {
-                out.push(((*e.key).clone(), inc));
+                out.push((Arc::clone(&e.key), inc));
             }
         }
         out
@@ -354,6 +426,8 @@ impl EdgeTable {
     /// edges left without series. Returns how many series were dropped.
     pub fn expire(&self) -> usize {
         let mut inner = self.lock();
+        // Increments of series about to be dropped are kept.
+        inner.fold();
         let cutoff = inner.newest_ms - self.retain_ms;
         let mut dropped = 0;
         for b in 0..inner.blocks.len() {
@@ -425,8 +499,9 @@ fn is_bucket(role: &SeriesRole) -> bool {
     role.primary && matches!(role.measure, Measure::DurationBucket { .. })
 }
 
-/// Adds `rate` (or an increment: the arithmetic is the same) of `series` into its edge's stats.
-fn add_rate(s: &mut EdgeStats, series: &SeriesRole, rate: f64) {
+/// Adds `rate` (or an increment: the arithmetic is the same) of `series` into its edge's stats;
+/// `flags` names [`SeriesRole::flags`].
+fn add_rate(s: &mut EdgeStats, series: &SeriesRole, flags: &[Name], rate: f64) {
     match series.measure {
         Measure::Requests { class, error } => {
             if let Some(mtls) = series.mtls {
@@ -443,7 +518,7 @@ fn add_rate(s: &mut EdgeStats, series: &SeriesRole, rate: f64) {
             if error {
                 s.errors += rate;
             }
-            if let Some(f) = &series.flags {
+            if let Some(f) = (series.flags as usize).checked_sub(1).and_then(|i| flags.get(i)) {
                 s.add_flag(f, rate);
             }
         }
@@ -481,6 +556,16 @@ impl Inner {
         id
     }
 
+    fn flag_id(&mut self, flag: Name) -> u32 {
+        if let Some(&id) = self.flag_ids.get(&flag) {
+            return id;
+        }
+        self.flag_names.push(flag.clone());
+        let id = self.flag_names.len() as u32;
+        self.flag_ids.insert(flag, id);
+        id
+    }
+
     fn service_id(&mut self, key: ServiceKey) -> u32 {
         if let Some(&id) = self.service_ids.get(&key) {
             return id;
@@ -503,7 +588,7 @@ impl Inner {
         self.by_ref[idx] = loc;
     }
 
-    fn insert_series(&mut self, info: SeriesInfo, key: BlockKey) {
+    fn insert_series(&mut self, info: SeriesInfo, role: SeriesRole, service: u32, key: BlockKey) {
         let edge = key.0;
         if let Some(Some(e)) = self.edges.get_mut(edge as usize) {
             e.tracks += 1;
@@ -514,8 +599,12 @@ impl Inner {
             None => {
                 let entry = BlockEntry {
                     edge,
+                    service,
                     buckets: 0,
                     key: key.clone(),
+                    roles: Vec::new(),
+                    dirty: false,
+                    newest_t: i64::MIN,
                     block: Block::default(),
                 };
                 let b = match self.free_blocks.pop() {
@@ -535,8 +624,9 @@ impl Inner {
         let Some(entry) = self.blocks[b as usize].as_mut() else {
             return;
         };
-        entry.buckets += usize::from(is_bucket(&info.role));
+        entry.buckets += usize::from(is_bucket(&role));
         let c = entry.block.add_column(info);
+        entry.roles.push(role);
         self.set_loc(series_ref, Loc::Column(b, c as u32));
     }
 
@@ -567,16 +657,15 @@ impl Inner {
             return 0;
         }
         let mut removed = Vec::new();
-        let mut buckets = 0;
-        entry.block.retain_columns(|c| {
+        let kept = entry.block.retain_columns(|c| {
             let drop = gone(c);
             if drop {
                 removed.push(c.role.series_ref);
-                buckets += usize::from(is_bucket(&c.role.role));
             }
             drop
         });
-        entry.buckets -= buckets;
+        entry.roles = kept.iter().map(|&c| entry.roles[c]).collect();
+        entry.buckets = entry.roles.iter().filter(|r| is_bucket(r)).count();
         let edge = entry.edge;
         let moved: Vec<u64> = entry.block.cols.iter().map(|c| c.role.series_ref).collect();
         let empty = moved.is_empty();
@@ -647,8 +736,8 @@ impl Inner {
                 continue; // The store refused it too: a duplicate or out of order.
             };
             self.newest_ms = self.newest_ms.max(t);
-            let info = &entry.block.cols[c].role;
-            if !info.role.primary {
+            let info = &mut entry.block.cols[c].role;
+            if !info.primary {
                 continue;
             }
             // A reset restarts the counter from zero: the increment is the new value.
@@ -659,15 +748,28 @@ impl Inner {
             } else {
                 v - previous
             };
-            let service = info.service;
-            let slot = &mut self.services[service as usize];
-            slot.known = true;
-            if slot.pending.is_none() {
-                self.dirty_services.push(service);
+            // Only into the column: the block's columns are folded into the service's and the
+            // edge's increments once per take (the series of a block share their scrapes).
+            info.pending += inc;
+            info.touched = true;
+            entry.newest_t = entry.newest_t.max(t);
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty_blocks.push(b as u32);
+                self.services[entry.service as usize].known = true;
             }
-            slot.pending
-                .get_or_insert_default()
-                .add(info.role.measure, inc, t);
+        }
+    }
+
+    /// Adds the increments the dirty blocks' columns collected into their services' (health)
+    /// and edges' (derived series) increments.
+    fn fold(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty_blocks);
+        for &b in &dirty {
+            let Some(entry) = self.blocks[b as usize].as_mut() else {
+                continue;
+            };
+            entry.dirty = false;
             let e = entry.edge as usize;
             if self.edge_increments.len() <= e {
                 self.edge_increments.resize(e + 1, None);
@@ -675,7 +777,27 @@ impl Inner {
             if self.edge_increments[e].is_none() {
                 self.dirty_edges.push(entry.edge);
             }
-            add_rate(self.edge_increments[e].get_or_insert_default(), &info.role, inc);
+            let buckets = entry.buckets;
+            let edge_inc = self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets));
+            let slot = &mut self.services[entry.service as usize];
+            if slot.pending.is_none() {
+                self.dirty_services.push(entry.service);
+            }
+            let service_inc = slot.pending.get_or_insert_with(|| ServiceIncrements {
+                stats: EdgeStats::with_buckets(buckets),
+                ..ServiceIncrements::default()
+            });
+            for (col, role) in entry.block.cols.iter_mut().zip(&entry.roles) {
+                let info = &mut col.role;
+                if !std::mem::take(&mut info.touched) {
+                    continue;
+                }
+                let inc = std::mem::take(&mut info.pending);
+                service_inc.add(role.measure, inc, entry.newest_t);
+                add_rate(edge_inc, role, &self.flag_names, inc);
+            }
         }
+        dirty.clear();
+        self.dirty_blocks = dirty;
     }
 }

@@ -74,8 +74,8 @@ fn rates_equal_the_kernel_on_each_series_samples() {
         let windows = [60_000, 300_000, 10_000 + rng.below(100_000) as i64];
         let mut got = vec![vec![None; n_cols + 1]; windows.len()];
         let mut scratch = Vec::new();
-        block.rates(end, &windows, &mut scratch, |w, col, r| {
-            got[w][col.role] = Some(r);
+        block.rates(end, &windows, &mut scratch, |w, c, r| {
+            got[w][block.cols[c].role] = Some(r);
         });
         for (w, &window) in windows.iter().enumerate() {
             for c in 0..n_cols {
@@ -111,8 +111,8 @@ fn removing_columns_keeps_the_others_values() {
     assert_eq!(block.retain_columns(|c| c.role == "b"), vec![0, 2]);
     assert_eq!(block.cols.len(), 2);
     let mut got = Vec::new();
-    block.rates(15_000, &[60_000], &mut Vec::new(), |_, col, r| {
-        got.push((col.role, r))
+    block.rates(15_000, &[60_000], &mut Vec::new(), |_, c, r| {
+        got.push((block.cols[c].role, r))
     });
     let kernel = |c: i64| {
         let s: Vec<Sample> = (0..4)
