@@ -36,3 +36,40 @@ fn windows_parse_or_are_rejected_by_name() {
         assert!(parse_window(bad).unwrap_err().contains(bad), "{bad}");
     }
 }
+
+/// `graph.enabled: false`: the table keeps nothing, while the same series and samples make an
+/// edge in a tracking one; both note which cluster delivered.
+#[test]
+fn a_service_without_tracking_keeps_no_series() {
+    let labels = meshfed_model::Labels::from_pairs([
+        ("__name__", "istio_requests_total"),
+        ("reporter", "source"),
+        ("source_workload", "frontend"),
+        ("source_workload_namespace", "shop"),
+        ("source_cluster", "c1"),
+        ("destination_workload", "cart"),
+        ("destination_workload_namespace", "shop"),
+        ("destination_service_name", "cart"),
+        ("destination_service_namespace", "shop"),
+        ("destination_cluster", "c1"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+    ]);
+    let windows = ["1m".to_owned()];
+    let on = GraphService::new(&windows).unwrap();
+    let off = GraphService::new(&windows).unwrap().without_tracking();
+    for g in [&on, &off] {
+        g.table.observe_series(7, &labels);
+        for k in 0..13 {
+            g.table
+                .append("c1", &[(7, 1_000_000 + k * 5_000, (k * 10) as f64)]);
+        }
+        g.refresh_all(1_000_000 + 62_500);
+        assert!(g.table.cluster_last_seen().contains_key("c1"));
+    }
+    assert_eq!(on.table.size(), (1, 1));
+    assert_eq!(on.snapshot(60_000, None).edges.len(), 1);
+    assert_eq!(off.table.size(), (0, 0));
+    assert!(off.snapshot(60_000, None).edges.is_empty());
+    assert!(off.table.take_increments().is_empty());
+}
