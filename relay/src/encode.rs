@@ -12,6 +12,7 @@ use prost::Message;
 
 use crate::proto::{self, SampleBatch, SeriesDefinition};
 
+mod intern;
 mod series;
 
 pub use series::SeriesLabels;
@@ -35,10 +36,15 @@ pub struct OutgoingSample {
 /// sample. Two packings of equal labels just get two refs, which the aggregator resolves to the
 /// same series. Each entry holds a clone, so an address cannot be reused while it is in the
 /// dictionary. Refs are dense (1, 2, …), so the previous values sit in a vector indexed by ref.
+///
+/// Entries whose packing nobody else holds any more (the collector evicted the series and no
+/// sample of it is pending) are pruned when the dictionary is full, before it would grow, so a
+/// stream does not keep evicted label sets alive. Refs are never reused.
 pub struct StreamEncoder {
     refs: HashTable<(SeriesLabels, u64)>,
     columnar: bool,
-    /// Previous value bits per ref (index `ref - 1`), for the XOR value encoding.
+    /// Previous value bits per ref (index `ref - 1`), for the XOR value encoding; one entry per
+    /// ref ever given, so its length is the last ref.
     prev_bits: Vec<u64>,
     /// One zstd context for the stream's series definitions (created on first use).
     zstd: Option<zstd::bulk::Compressor<'static>>,
@@ -57,6 +63,9 @@ impl std::fmt::Debug for StreamEncoder {
 fn addr_hash(addr: usize) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6d65_7368_6665_6421).hash_one(addr)
 }
+
+/// Smallest dictionary size at which pruning is considered.
+const MIN_PRUNE: usize = 1024;
 
 /// Most bytes the compressed series definitions of one batch may expand to.
 pub const MAX_DEFINITIONS_BYTES: usize = 64 << 20;
@@ -109,9 +118,22 @@ impl StreamEncoder {
         }
     }
 
-    /// Number of series defined so far.
+    /// Number of series defined and still in the dictionary (pruned ones not counted).
     pub fn defined_series(&self) -> usize {
         self.refs.len()
+    }
+
+    /// Drops entries whose series nobody else references, when the dictionary is full (an
+    /// insert would grow it). If little is freed, the insert grows the table and the next
+    /// pruning waits until it is full again, so the scans cost O(1) per new series.
+    fn prune_if_full(&mut self) {
+        if self.refs.len() < MIN_PRUNE || self.refs.len() < self.refs.capacity() {
+            return;
+        }
+        self.refs.retain(|(l, _)| !l.is_unique());
+        if self.refs.capacity() > 4 * self.refs.len().max(MIN_PRUNE) {
+            self.refs.shrink_to_fit(|(l, _)| addr_hash(l.addr()));
+        }
     }
 
     /// Encodes `samples` as a batch with `sequence`, defining series new to this dictionary.
@@ -134,7 +156,9 @@ impl StreamEncoder {
             let series_ref = match found {
                 Some(r) => r,
                 None => {
-                    let next = self.refs.len() as u64 + 1;
+                    self.prune_if_full();
+                    self.prev_bits.push(0);
+                    let next = self.prev_bits.len() as u64;
                     batch.new_series.push(SeriesDefinition {
                         r#ref: next,
                         labels: s
@@ -162,7 +186,6 @@ impl StreamEncoder {
     }
 
     fn make_columnar(&mut self, batch: &mut SampleBatch) {
-        self.prev_bits.resize(self.refs.len(), 0);
         let prev = &mut self.prev_bits;
         let xored: Vec<u64> = batch
             .refs
@@ -359,6 +382,42 @@ mod tests {
         let b = enc.encode(1, &first);
         assert!(b.refs.is_empty() && !b.columns.is_empty());
         assert_eq!(dec.decode(&b).unwrap(), first);
+    }
+
+    #[test]
+    fn evicted_series_are_pruned_and_refs_not_reused() {
+        let mut enc = StreamEncoder::plain();
+        let mut dec = DictionaryDecoder::default();
+        let kept = OutgoingSample {
+            labels: SeriesLabels::from_pairs([("__name__", "kept")]),
+            timestamp_ms: 1,
+            value: 1.0,
+        };
+        let mut last_ref = 0;
+        for round in 0..4 {
+            // Series the caller drops after sending: only the dictionary holds them afterwards.
+            let batch: Vec<OutgoingSample> = (0..MIN_PRUNE)
+                .map(|i| OutgoingSample {
+                    labels: SeriesLabels::from_pairs([("__name__", format!("churn_{round}_{i}"))]),
+                    timestamp_ms: 1,
+                    value: i as f64,
+                })
+                .chain([kept.clone()])
+                .collect();
+            let b = enc.encode(round + 1, &batch);
+            let refs = dec.decode(&b).unwrap();
+            assert_eq!(refs, batch);
+            let max = b.new_series.iter().map(|d| d.r#ref).max().unwrap_or(0);
+            assert!(max > last_ref);
+            last_ref = max;
+        }
+        assert!(
+            enc.defined_series() <= 2 * MIN_PRUNE + 1,
+            "{}",
+            enc.defined_series()
+        );
+        // The kept series is still defined: encoding it again defines nothing.
+        assert!(enc.encode(9, &[kept]).new_series.is_empty());
     }
 
     #[test]
