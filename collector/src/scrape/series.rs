@@ -3,13 +3,15 @@
 //! Two tables. `texts` maps the exposed text (`name{labels}`, exactly as written; kept only as a
 //! 128-bit hash, see [`super::texts`]) to a slot, or to "dropped by relabelling". `slots` hold the final series (target labels, relabelling, limits
 //! applied); different texts that end up as the same label set share one slot (found through
-//! `by_labels`, consulted only on a miss). Each entry records the scrape generation it was last
+//! `by_labels`, consulted only on a miss: a table of slot numbers hashed by the slot's labels, 4
+//! bytes an entry instead of a second handle on the label set). Each entry records the scrape generation it was last
 //! seen in, so staleness and eviction need no per-scrape sets: after a successful scrape, slots seen
 //! in the previous one but not this one get a staleness marker, and everything not seen is evicted.
 //! Text entries check a slot's version, so evicting a slot never leaves a dangling text.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 use std::sync::Arc;
 
 use super::texts::TextMap;
@@ -69,7 +71,9 @@ pub(super) struct SeriesCache {
     texts: TextMap<TextEntry>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    by_labels: HashMap<SeriesLabels, u32, SeriesHasher>,
+    /// Slots with labels, by the hash of their labels.
+    by_labels: HashTable<u32>,
+    hasher: SeriesHasher,
     epoch: u64,
     last_ok: u64,
     last_len: usize,
@@ -93,7 +97,8 @@ impl SeriesCache {
             texts: TextMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            by_labels: HashMap::default(),
+            by_labels: HashTable::new(),
+            hasher: SeriesHasher::default(),
             epoch: 0,
             last_ok: 0,
             last_len: 0,
@@ -225,9 +230,14 @@ impl SeriesCache {
                 self.check_limits(&labels)?;
                 // Only the packed form is kept; `labels` is dropped at the end of the miss.
                 let packed = SeriesLabels::new(&labels);
-                match self.by_labels.get(&packed) {
+                let hash = self.hasher.hash_one(&packed);
+                let slots = &self.slots;
+                let found = self
+                    .by_labels
+                    .find(hash, |&i| slots[i as usize].labels.as_ref() == Some(&packed));
+                match found {
                     Some(&slot) => slot,
-                    None => self.new_slot(&labels, packed, raw),
+                    None => self.new_slot(&labels, packed, hash, raw),
                 }
             }
         };
@@ -249,7 +259,7 @@ impl SeriesCache {
         Ok(slot)
     }
 
-    fn new_slot(&mut self, full: &Labels, packed: SeriesLabels, raw: &RawSample<'_>) -> u32 {
+    fn new_slot(&mut self, full: &Labels, packed: SeriesLabels, hash: u64, raw: &RawSample<'_>) -> u32 {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -272,14 +282,17 @@ impl SeriesCache {
                 labels = None;
             }
         }
-        if let Some(l) = &labels {
-            self.by_labels.insert(l.clone(), idx);
-        }
+        let has_labels = labels.is_some();
         let s = &mut self.slots[idx as usize];
         s.labels = labels;
         s.seen = 0;
         s.prev = false;
         s.reduce = reduce;
+        if has_labels {
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.by_labels
+                .insert_unique(hash, idx, |&i| slot_hash(hasher, &slots[i as usize]));
+        }
         idx
     }
 
@@ -338,7 +351,10 @@ impl SeriesCache {
                 if let Some(id) = s.reduce.take() {
                     released.push((id, i as u32));
                 }
-                self.by_labels.remove(labels);
+                let hash = self.hasher.hash_one(labels);
+                if let Ok(e) = self.by_labels.find_entry(hash, |&j| j == i as u32) {
+                    e.remove();
+                }
                 s.labels = None;
                 s.seen = 0;
                 s.version = s.version.wrapping_add(1);
@@ -356,7 +372,9 @@ impl SeriesCache {
         }
         // Do not hold on to the capacity of a much larger past scrape.
         if self.by_labels.capacity() > 4 * self.by_labels.len().max(1024) {
-            self.by_labels.shrink_to_fit();
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.by_labels
+                .shrink_to_fit(|&i| slot_hash(hasher, &slots[i as usize]));
         }
     }
 
@@ -373,6 +391,11 @@ impl SeriesCache {
         self.free.clear();
         self.by_labels.clear();
     }
+}
+
+/// The hash a slot is filed under in `by_labels` (only slots with labels are).
+fn slot_hash(hasher: &SeriesHasher, slot: &Slot) -> u64 {
+    slot.labels.as_ref().map_or(0, |l| hasher.hash_one(l))
 }
 
 struct Pass {

@@ -508,3 +508,36 @@ mod socket {
         assert!(s.cached_series() <= 100_001, "{}", s.cached_series());
     }
 }
+
+#[test]
+fn texts_relabelled_to_one_series_share_its_slot() {
+    let config = ScrapeConfig {
+        metric_relabel_configs: vec![rule("{regex: a, action: labeldrop}")],
+        ..ScrapeConfig::default()
+    };
+    let mut s = scraper(config);
+    let out = run(&mut s, "m{a=\"1\"} 1\nm{a=\"2\"} 2\n", 1);
+    let first = find(&out, "m");
+    assert_eq!(
+        first.len(),
+        1,
+        "the same series twice in one scrape: the first wins"
+    );
+    assert_eq!(first[0].value, 1.0);
+    let first = first[0].labels.clone();
+    let out = run(&mut s, "m{a=\"2\"} 5\n", 2);
+    let m = find(&out, "m");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].value, 5.0);
+    assert!(
+        SeriesLabels::ptr_eq(&m[0].labels, &first),
+        "found through by_labels"
+    );
+    // Evicted, then back under the other text: a fresh series, not stale.
+    let out = run(&mut s, "n 1\n", 3);
+    assert!(find(&out, "m").iter().all(|x| is_stale_nan(x.value)));
+    let out = run(&mut s, "m{a=\"1\"} 7\n", 4);
+    let m = find(&out, "m");
+    assert_eq!((m.len(), m[0].value), (1, 7.0));
+    assert_eq!(synth(&out, "scrape_series_added"), 1.0);
+}
