@@ -35,17 +35,21 @@ pub struct OutgoingSample {
 /// hands the same packing for a series at every scrape, so this saves hashing some 25 labels per
 /// sample. Two packings of equal labels just get two refs, which the aggregator resolves to the
 /// same series. Each entry holds a clone, so an address cannot be reused while it is in the
-/// dictionary. Refs are dense (1, 2, …), so the previous values sit in a vector indexed by ref.
+/// dictionary. Refs are dense (1, 2, …): each ref's label set and previous value sit in a vector
+/// indexed by ref, and the address table holds only the index (4 B an entry instead of a 24-byte
+/// label-set handle and ref: at ~470 k series that table alone was ~25 MB).
 ///
 /// Entries whose packing nobody else holds any more (the collector evicted the series and no
 /// sample of it is pending) are pruned when the dictionary is full, before it would grow, so a
 /// stream does not keep evicted label sets alive. Refs are never reused.
 pub struct StreamEncoder {
-    refs: HashTable<(SeriesLabels, u64)>,
+    /// Indexes into `series` of the defined series, by the hash of their packing's address.
+    refs: HashTable<u32>,
     columnar: bool,
-    /// Previous value bits per ref (index `ref - 1`), for the XOR value encoding; one entry per
-    /// ref ever given, so its length is the last ref.
-    prev_bits: Vec<u64>,
+    /// Per ref (index `ref - 1`): the packing while it is in `refs` (`None` once pruned), and the
+    /// previous value bits for the XOR value encoding. One entry per ref ever given, so its length
+    /// is the last ref.
+    series: Vec<(Option<SeriesLabels>, u64)>,
     /// One zstd context for the stream's series definitions (created on first use).
     zstd: Option<zstd::bulk::Compressor<'static>>,
 }
@@ -62,6 +66,11 @@ impl std::fmt::Debug for StreamEncoder {
 /// Addresses are not chosen by peers, so a fixed-seed fast hash is enough.
 fn addr_hash(addr: usize) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6d65_7368_6665_6421).hash_one(addr)
+}
+
+/// The table hash of a dictionary entry (only entries with a packing are in the table).
+fn series_hash(labels: &Option<SeriesLabels>) -> u64 {
+    labels.as_ref().map_or(0, |l| addr_hash(l.addr()))
 }
 
 /// Smallest dictionary size at which pruning is considered.
@@ -105,7 +114,7 @@ impl StreamEncoder {
         Self {
             refs: HashTable::new(),
             columnar: true,
-            prev_bits: Vec::new(),
+            series: Vec::new(),
             zstd: None,
         }
     }
@@ -130,9 +139,18 @@ impl StreamEncoder {
         if self.refs.len() < MIN_PRUNE || self.refs.len() < self.refs.capacity() {
             return;
         }
-        self.refs.retain(|(l, _)| !l.is_unique());
+        let series = &mut self.series;
+        self.refs.retain(|&mut i| {
+            let entry = &mut series[i as usize].0;
+            let evicted = entry.as_ref().is_none_or(SeriesLabels::is_unique);
+            if evicted {
+                *entry = None;
+            }
+            !evicted
+        });
         if self.refs.capacity() > 4 * self.refs.len().max(MIN_PRUNE) {
-            self.refs.shrink_to_fit(|(l, _)| addr_hash(l.addr()));
+            let series = &self.series;
+            self.refs.shrink_to_fit(|&i| series_hash(&series[i as usize].0));
         }
     }
 
@@ -149,16 +167,25 @@ impl StreamEncoder {
         };
         for s in samples {
             let hash = addr_hash(s.labels.addr());
+            let series = &self.series;
             let found = self
                 .refs
-                .find(hash, |(l, _)| SeriesLabels::ptr_eq(l, &s.labels))
-                .map(|(_, r)| *r);
+                .find(hash, |&i| {
+                    series[i as usize]
+                        .0
+                        .as_ref()
+                        .is_some_and(|l| SeriesLabels::ptr_eq(l, &s.labels))
+                })
+                .map(|&i| u64::from(i) + 1);
             let series_ref = match found {
                 Some(r) => r,
                 None => {
                     self.prune_if_full();
-                    self.prev_bits.push(0);
-                    let next = self.prev_bits.len() as u64;
+                    // Refs stay below 2³² (the table's index type): 4 G series would take far
+                    // more memory than any stream has.
+                    let idx = self.series.len() as u32;
+                    self.series.push((Some(s.labels.clone()), 0));
+                    let next = u64::from(idx) + 1;
                     batch.new_series.push(SeriesDefinition {
                         r#ref: next,
                         labels: s
@@ -170,8 +197,9 @@ impl StreamEncoder {
                             })
                             .collect(),
                     });
+                    let series = &self.series;
                     self.refs
-                        .insert_unique(hash, (s.labels.clone(), next), |(l, _)| addr_hash(l.addr()));
+                        .insert_unique(hash, idx, |&i| series_hash(&series[i as usize].0));
                     next
                 }
             };
@@ -186,14 +214,14 @@ impl StreamEncoder {
     }
 
     fn make_columnar(&mut self, batch: &mut SampleBatch) {
-        let prev = &mut self.prev_bits;
+        let prev = &mut self.series;
         let xored: Vec<u64> = batch
             .refs
             .iter()
             .zip(&batch.values)
             .map(|(&r, &v)| {
                 // Refs come from this dictionary: 1..=len.
-                let slot = &mut prev[(r - 1) as usize];
+                let slot = &mut prev[(r - 1) as usize].1;
                 let bits = v.to_bits();
                 let x = bits ^ *slot;
                 *slot = bits;
