@@ -10,7 +10,7 @@
 //! Rules run once per new series: the scraper caches their result per series text, so a steady
 //! scrape never runs them.
 
-use meshfed_model::{Labels, LabelsBuilder};
+use meshfed_model::{CompactString, Labels, LabelsBuilder};
 use regex::Regex;
 use serde::Deserialize;
 
@@ -189,7 +189,7 @@ fn apply(b: &mut LabelsBuilder, rule: &RelabelRule) -> bool {
             b.set(c.target_label.as_str(), m.to_string());
         }
         LabelMap => {
-            let current: Vec<(String, String)> = names_values(b);
+            let current = names_values(b);
             for (name, v) in current {
                 if let Some(caps) = rule.regex.captures(&name) {
                     let mut new_name = String::new();
@@ -210,7 +210,7 @@ fn apply(b: &mut LabelsBuilder, rule: &RelabelRule) -> bool {
     true
 }
 
-fn names_values(b: &LabelsBuilder) -> Vec<(String, String)> {
+fn names_values(b: &LabelsBuilder) -> Vec<(CompactString, CompactString)> {
     b.clone()
         .build()
         .iter()

@@ -9,6 +9,6 @@ pub mod labels;
 pub mod matcher;
 pub mod sample;
 
-pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{CompactString, Label, Labels, LabelsBuilder, METRIC_NAME, known_name};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};

@@ -1,5 +1,6 @@
 //! Allocations per sample, counted with a counting global allocator: the full parse builds owned
-//! label sets (two strings per label), the streaming path allocates per family only, and a cached
+//! label sets (one vector per sample, plus the names and values longer than a `CompactString` holds
+//! inline that are not Istio's known label names), the streaming path allocates per family only, and a cached
 //! steady-state re-scrape allocates nothing per sample. One test, so nothing else allocates
 //! concurrently in this binary.
 
@@ -64,6 +65,10 @@ fn allocations_per_sample() {
         println!(
             "{name}: {samples} samples; allocations per sample: parse {full:.2}, for_each_sample {stream:.4}, cached re-scrape {cached:.4}"
         );
+        // The label vector, the metric name when longer than 24 bytes, and long values (principals,
+        // service FQDNs): 4.9 on the synthetic input, 3.7 on the fixture; 50.4 and 12.9 when labels
+        // held two `String`s.
+        assert!(full < 6.0, "{name}: {full} allocations per parsed sample");
         // Per-family bookkeeping only: a family index and a few vectors growing by doubling.
         assert!(stream < 0.05, "{name}: {stream} allocations per streamed sample");
         assert!(cached < 0.05, "{name}: {cached} allocations per cached sample");

@@ -197,7 +197,7 @@ fn normalise_ours(fams: &[MetricFamily]) -> Normal {
                 .labels
                 .without_metric_name()
                 .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
+                .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect();
             out.samples.push((
                 name.clone(),

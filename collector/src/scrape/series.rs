@@ -309,7 +309,7 @@ impl SeriesCache {
             if self.name_len_limit > 0 && l.name.len() > self.name_len_limit {
                 return Err(ScrapeError::LabelNameLength {
                     metric: metric(),
-                    name: l.name.clone(),
+                    name: l.name.to_string(),
                     length: l.name.len(),
                     limit: self.name_len_limit,
                 });
@@ -317,7 +317,7 @@ impl SeriesCache {
             if self.value_len_limit > 0 && l.value.len() > self.value_len_limit {
                 return Err(ScrapeError::LabelValueLength {
                     metric: metric(),
-                    name: l.name.clone(),
+                    name: l.name.to_string(),
                     length: l.value.len(),
                     limit: self.value_len_limit,
                 });

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use super::ParseError;
-use crate::labels::{Label, Labels, METRIC_NAME};
+use crate::labels::{CompactString, Label, Labels, METRIC_NAME, known_name};
 
 /// A raw label pair borrowed from the body; the value is unescaped (owned only if it had escapes).
 pub(super) type RawLabel<'a> = (&'a str, Cow<'a, str>);
@@ -401,6 +401,9 @@ struct Layout<'a> {
     names: Vec<&'a str>,
     /// Input indices in label-name order.
     order: Vec<usize>,
+    /// The names in label-name order, as the output's names: cloning one that is inline or a
+    /// [`known_name`] copies 24 bytes, where `String` names were an allocation per label.
+    owned: Vec<CompactString>,
     /// The first repeated name of that layout.
     duplicate: Option<&'a str>,
 }
@@ -446,6 +449,8 @@ impl<'a> LabelSorter<'a> {
                     .windows(2)
                     .find(|w| names[w[0]] == names[w[1]])
                     .map(|w| names[w[0]]);
+                l.owned.clear();
+                l.owned.extend(l.order.iter().map(|&i| known_name(names[i])));
                 at
             }
         };
@@ -456,24 +461,24 @@ impl<'a> LabelSorter<'a> {
             return Err(format!("duplicate label name {d:?}"));
         }
         let mut v = Vec::with_capacity(n);
-        for &i in &layout.order {
+        for (&i, owned) in layout.order.iter().zip(&layout.owned) {
             let i = i + skip;
             if i == 0 {
                 if let Some(name) = name.filter(|n| !n.is_empty()) {
                     v.push(Label {
-                        name: METRIC_NAME.to_owned(),
-                        value: name.to_owned(),
+                        name: owned.clone(),
+                        value: CompactString::new(name),
                     });
                 }
                 continue;
             }
-            let (label, value) = &mut raw[i - 1];
+            let value = &mut raw[i - 1].1;
             if value.is_empty() {
                 continue;
             }
             v.push(Label {
-                name: (*label).to_owned(),
-                value: std::mem::take(value).into_owned(),
+                name: owned.clone(),
+                value: CompactString::from(std::mem::take(value)),
             });
         }
         raw.clear();

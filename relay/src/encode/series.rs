@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use meshfed_model::{Labels, LabelsBuilder, METRIC_NAME};
+use meshfed_model::{CompactString, Labels, LabelsBuilder, METRIC_NAME};
 
 use super::intern::Sym;
 
@@ -35,7 +35,7 @@ impl SeriesLabels {
 
     /// Builds from pairs in any order, as [`Labels::from_pairs`] does (sorted, last value of a
     /// repeated name wins, empty values dropped).
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: AsRef<str>, V: Into<CompactString>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
         Self::new(&Labels::from_pairs(pairs))
     }
 
