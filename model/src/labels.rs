@@ -69,7 +69,9 @@ impl Labels {
 
     /// Builds a label set from pairs: sorts by name, keeps the last value of a repeated name, and
     /// drops empty values (Prometheus treats `a=""` as the label being absent).
-    pub fn from_pairs<N: AsRef<str>, V: Into<CompactString>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: AsRef<str>, V: Into<CompactString>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
             b.set(n, v);

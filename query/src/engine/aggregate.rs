@@ -234,7 +234,7 @@ fn count_values(
             for &i in members {
                 let Some(v) = input[i].vals[step] else { continue };
                 let mut b = key.to_builder();
-                b.set(label.to_string(), crate::value::format_float(v));
+                b.set(label, crate::value::format_float(v));
                 let labels = b.build();
                 let o = *index.entry(labels.clone()).or_insert_with(|| {
                     out.push(StepSeries::new(labels, false, steps));

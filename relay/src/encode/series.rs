@@ -35,7 +35,9 @@ impl SeriesLabels {
 
     /// Builds from pairs in any order, as [`Labels::from_pairs`] does (sorted, last value of a
     /// repeated name wins, empty values dropped).
-    pub fn from_pairs<N: AsRef<str>, V: Into<CompactString>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: AsRef<str>, V: Into<CompactString>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         Self::new(&Labels::from_pairs(pairs))
     }
 
