@@ -4,7 +4,7 @@
 //!
 //! Series scraped together share their timestamps, so a window's bounds are found once per
 //! block instead of once per series, and the rates of all its series are read from two rows
-//! lying next to each other in memory ([`Block::rates`]). Where a window is not that regular (a
+//! lying next to each other in memory ([`Block::window_rates`]). Where a window is not that regular (a
 //! series missed a scrape, joined late, or a counter reset inside the window) the block's
 //! series are evaluated one by one with Prometheus' own `rate()` kernel, so the result is always
 //! what `rate(…[w])` returns for each series.
@@ -29,38 +29,19 @@ struct RowMeta {
     reset: bool,
 }
 
-/// One series of a block: its newest sample (for increments and ordering) and what it is.
-#[derive(Debug)]
-pub(crate) struct Column<R> {
-    /// What the caller keeps about the series.
-    pub role: R,
-    /// Newest sample's time (`i64::MIN` before the first).
-    pub last_t: i64,
-    /// Newest sample's value (NaN before the first).
-    pub last_v: f64,
-}
-
-/// See the module docs. `R` is what the caller keeps per series.
-#[derive(Debug)]
-pub(crate) struct Block<R> {
-    pub cols: Vec<Column<R>>,
-    /// Ring of row metadata and of row values (`cols.len()` per row), `cap` rows each.
+/// See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    /// Per series: its newest value (NaN before the first sample), for resets and increments.
+    last_v: Vec<f64>,
+    /// Ring of row metadata and of row values (`last_v.len()` per row), `cap` rows each.
     meta: Vec<RowMeta>,
     values: Vec<f64>,
     start: usize,
     len: usize,
-}
-
-impl<R> Default for Block<R> {
-    fn default() -> Self {
-        Self {
-            cols: Vec::new(),
-            meta: Vec::new(),
-            values: Vec::new(),
-            start: 0,
-            len: 0,
-        }
-    }
+    /// Rows of the ring that are not full or hold a reset: while there are none, every window
+    /// is regular without looking at its rows.
+    irregular: usize,
 }
 
 /// Outcome of [`Block::push`].
@@ -72,7 +53,23 @@ pub(crate) enum Pushed {
     Refused,
 }
 
-impl<R> Block<R> {
+/// Rates of one window, per series (see [`Block::window_rates`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum WindowRates {
+    /// No series has a rate.
+    None,
+    /// Every series has one.
+    All,
+    /// The series marked present have one.
+    Some,
+}
+
+impl Block {
+    /// Series (columns).
+    pub fn columns(&self) -> usize {
+        self.last_v.len()
+    }
+
     fn cap(&self) -> usize {
         self.meta.len()
     }
@@ -87,12 +84,41 @@ impl<R> Block<R> {
     }
 
     fn value(&self, row: usize, col: usize) -> f64 {
-        self.values[self.phys(row) * self.cols.len() + col]
+        self.values[self.phys(row) * self.columns() + col]
     }
 
-    /// Rows with a timestamp `<= t` (rows are in time order).
+    fn is_irregular(&self, m: &RowMeta) -> bool {
+        m.filled as usize != self.columns() || m.reset
+    }
+
+    /// Rows with a timestamp `<= t` among the first `hi` (rows are in time order). Rows are
+    /// about one scrape interval apart, so the answer is guessed from the times of the first
+    /// and last row and checked with a row or two (each row's time is a cache miss), with a
+    /// binary search where the guess is off.
     fn rows_until(&self, t: i64, hi: usize) -> usize {
-        let (mut lo, mut hi) = (0, hi);
+        if hi == 0 || self.row_t(0) > t {
+            return 0;
+        }
+        let last = self.row_t(hi - 1);
+        if last <= t {
+            return hi;
+        }
+        // Between row 0 (<= t) and row hi - 1 (> t).
+        let first = self.row_t(0);
+        let span = i128::from(last) - i128::from(first);
+        let guess = ((i128::from(t) - i128::from(first)) * (hi - 1) as i128 / span) as usize + 1;
+        let guess = guess.clamp(1, hi - 1);
+        let (mut lo, mut hi) = if self.row_t(guess) > t {
+            if self.row_t(guess - 1) <= t {
+                return guess;
+            }
+            (1, guess - 1)
+        } else {
+            if self.row_t(guess + 1) > t {
+                return guess + 1;
+            }
+            (guess + 2, hi - 1)
+        };
         while lo < hi {
             let mid = (lo + hi) / 2;
             if self.row_t(mid) <= t {
@@ -107,7 +133,7 @@ impl<R> Block<R> {
     /// Rewrites the ring linearly with room for `cap` rows, the columns `keep` (old index per
     /// new column, `None` for a new one) and an empty row inserted at `insert` if given.
     fn relayout(&mut self, cap: usize, keep: &[Option<usize>], insert: Option<(usize, i64)>) {
-        let n_old = self.cols.len();
+        let n_old = self.columns();
         let n = keep.len();
         let rows = self.len + usize::from(insert.is_some());
         let cap = cap.max(rows);
@@ -141,101 +167,128 @@ impl<R> Block<R> {
             meta[dst] = m;
             dst += 1;
         }
+        self.last_v = keep.iter().map(|k| k.map_or(f64::NAN, |old| self.last_v[old])).collect();
         self.meta = meta;
         self.values = values;
         self.start = 0;
         self.len = rows;
+        self.irregular = (0..rows).filter(|&r| self.is_irregular(&self.meta[r])).count();
     }
 
     /// Adds a series (absent from every kept row); returns its column.
-    pub fn add_column(&mut self, role: R) -> usize {
-        let keep: Vec<Option<usize>> = (0..self.cols.len()).map(Some).chain([None]).collect();
+    pub fn add_column(&mut self) -> usize {
+        let n = self.columns();
+        let keep: Vec<Option<usize>> = (0..n).map(Some).chain([None]).collect();
         if self.len > 0 {
             self.relayout(self.cap(), &keep, None);
         } else {
             self.values = Vec::new();
             self.meta = Vec::new();
             self.start = 0;
+            self.last_v.push(f64::NAN);
         }
-        self.cols.push(Column {
-            role,
-            last_t: i64::MIN,
-            last_v: f64::NAN,
-        });
-        self.cols.len() - 1
+        n
     }
 
-    /// Removes the series for which `drop` is true; returns the old column index of each series
-    /// kept, in their new order.
-    pub fn retain_columns(&mut self, mut drop: impl FnMut(&Column<R>) -> bool) -> Vec<usize> {
-        let keep: Vec<usize> = (0..self.cols.len()).filter(|&c| !drop(&self.cols[c])).collect();
-        if keep.len() == self.cols.len() {
-            return keep;
+    /// Removes the series for which `drop(column)` is true; returns the old column index of
+    /// each series kept, in their new order.
+    pub fn retain_columns(&mut self, mut drop: impl FnMut(usize) -> bool) -> Vec<usize> {
+        let keep: Vec<usize> = (0..self.columns()).filter(|&c| !drop(c)).collect();
+        if keep.len() != self.columns() {
+            let map: Vec<Option<usize>> = keep.iter().copied().map(Some).collect();
+            self.relayout(self.cap(), &map, None);
         }
-        let map: Vec<Option<usize>> = keep.iter().copied().map(Some).collect();
-        self.relayout(self.cap(), &map, None);
-        let mut c = 0;
-        self.cols.retain(|_| {
-            c += 1;
-            keep.binary_search(&(c - 1)).is_ok()
-        });
         keep
+    }
+
+    /// Appends an empty row at `t`, after the newest.
+    fn new_row(&mut self, t: i64) -> usize {
+        if self.len == self.cap() {
+            let cap = self.cap() + self.cap() / 2 + 4;
+            let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
+            self.relayout(cap, &keep, None);
+        }
+        let p = self.phys(self.len);
+        self.meta[p] = RowMeta {
+            t,
+            filled: 0,
+            reset: false,
+        };
+        let n = self.columns();
+        self.values[p * n..(p + 1) * n].fill(f64::from_bits(ABSENT_BITS));
+        self.len += 1;
+        self.irregular += usize::from(n > 0);
+        self.len - 1
+    }
+
+    /// The newest sample time of series `col` (`None` without samples in the kept rows).
+    fn newest_time(&self, col: usize) -> Option<i64> {
+        (0..self.len)
+            .rev()
+            .find(|&r| !absent(self.value(r, col)))
+            .map(|r| self.row_t(r))
     }
 
     /// Stores `v` at `t` for series `col`.
     pub fn push(&mut self, col: usize, t: i64, v: f64) -> Pushed {
-        if t <= self.cols[col].last_t {
-            return Pushed::Refused;
-        }
         let v = if absent(v) { f64::NAN } else { v };
-        let row = if self.len > 0 && self.row_t(self.len - 1) == t {
-            self.len - 1
-        } else if self.len == 0 || self.row_t(self.len - 1) < t {
-            if self.len == self.cap() {
-                let cap = self.cap() + self.cap() / 2 + 4;
-                let keep: Vec<Option<usize>> = (0..self.cols.len()).map(Some).collect();
-                self.relayout(cap, &keep, None);
+        let n = self.columns();
+        let newest = if self.len > 0 { self.row_t(self.len - 1) } else { i64::MIN };
+        let row = if t > newest {
+            self.new_row(t)
+        } else if t == newest {
+            if !absent(self.values[self.phys(self.len - 1) * n + col]) {
+                return Pushed::Refused;
             }
-            let p = self.phys(self.len);
-            self.meta[p] = RowMeta {
-                t,
-                filled: 0,
-                reset: false,
-            };
-            let n = self.cols.len();
-            self.values[p * n..(p + 1) * n].fill(f64::from_bits(ABSENT_BITS));
-            self.len += 1;
             self.len - 1
         } else {
             // Older than the newest row (another series of the block is ahead): a rare path.
+            // Refused like the store: not newer than the series' newest sample; and older than
+            // every kept row (the series' newest may have expired; no window reaches there).
+            if t < self.row_t(0) || self.newest_time(col).is_some_and(|last| last >= t) {
+                return Pushed::Refused;
+            }
             let at = self.rows_until(t - 1, self.len);
             if self.row_t(at) != t {
-                let keep: Vec<Option<usize>> = (0..self.cols.len()).map(Some).collect();
+                let keep: Vec<Option<usize>> = (0..n).map(Some).collect();
                 self.relayout(self.cap() + 1, &keep, Some((at, t)));
             }
             at
         };
-        let n = self.cols.len();
         let p = self.phys(row);
-        let column = &mut self.cols[col];
-        let previous = column.last_v;
-        column.last_t = t;
-        column.last_v = v;
+        let previous = std::mem::replace(&mut self.last_v[col], v);
         self.values[p * n + col] = v;
-        let m = &mut self.meta[p];
-        m.filled += 1;
-        m.reset |= v < previous;
+        let m = self.meta[p];
+        let was = self.is_irregular(&m);
+        let m = RowMeta {
+            filled: m.filled + 1,
+            reset: m.reset || v < previous,
+            ..m
+        };
+        self.meta[p] = m;
+        if was && !self.is_irregular(&m) {
+            self.irregular -= 1;
+        } else if !was && self.is_irregular(&m) {
+            self.irregular += 1;
+        }
         Pushed::Stored(previous)
     }
 
     /// Whether every series has a value in the newest row (then none is without samples).
     pub fn newest_row_full(&self) -> bool {
-        self.len > 0 && self.meta[self.phys(self.len - 1)].filled as usize == self.cols.len()
+        self.len > 0 && self.meta[self.phys(self.len - 1)].filled as usize == self.columns()
+    }
+
+    /// Whether series `col` has a sample in the kept rows.
+    pub fn has_samples(&self, col: usize) -> bool {
+        self.newest_time(col).is_some()
     }
 
     /// Forgets rows older than `cutoff`.
     pub fn expire(&mut self, cutoff: i64) {
         while self.len > 0 && self.row_t(0) < cutoff {
+            let m = self.meta[self.start];
+            self.irregular -= usize::from(self.is_irregular(&m));
             self.start = self.phys(1);
             self.len -= 1;
         }
@@ -243,64 +296,71 @@ impl<R> Block<R> {
             self.start = 0;
         }
         if self.cap() > 4 * self.len.max(8) {
-            let keep: Vec<Option<usize>> = (0..self.cols.len()).map(Some).collect();
+            let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
             self.relayout(self.len, &keep, None);
         }
     }
 
-    /// Calls `out(window index, column index, rate)` with `rate(…[w])` at `at_ms` of every
-    /// series that has one, for each window `w` in `windows_ms`. `scratch` is reused between
-    /// calls. The columns' roles are not read, so a caller can keep what the rates need in a
-    /// compact array of its own.
-    pub fn rates(
+    /// `rate(…[window_ms])` at `at_ms` of every series into `rates` (one per column; resized),
+    /// and which series have one: [`WindowRates::All`], [`WindowRates::None`], or
+    /// [`WindowRates::Some`] with `present` (one per column) telling which. `scratch` is reused
+    /// between calls.
+    ///
+    /// Where every row of the window is full and no counter went down inside it (the normal
+    /// case) the rates come from the window's first and last rows; otherwise each series goes
+    /// through the query engine's `rate()` kernel on its own samples.
+    pub fn window_rates(
         &self,
         at_ms: i64,
-        windows_ms: &[i64],
+        window_ms: i64,
+        rates: &mut Vec<f64>,
+        present: &mut Vec<bool>,
         scratch: &mut Vec<Sample>,
-        mut out: impl FnMut(usize, usize, f64),
-    ) {
+    ) -> WindowRates {
+        let n = self.columns();
         let hi = self.rows_until(at_ms, self.len);
-        let n = self.cols.len();
-        for (w, &window_ms) in windows_ms.iter().enumerate() {
-            let start = at_ms - window_ms;
-            let lo = self.rows_until(start, hi);
-            if hi == lo {
-                continue;
-            }
-            let regular = (lo..hi).all(|r| {
+        let start = at_ms - window_ms;
+        let lo = self.rows_until(start, hi);
+        if hi == lo {
+            return WindowRates::None;
+        }
+        let regular = self.irregular == 0
+            || (lo..hi).all(|r| {
                 let m = self.meta[self.phys(r)];
                 m.filled as usize == n && (r == lo || !m.reset)
             });
-            if regular {
-                if hi - lo < 2 {
-                    continue;
-                }
-                let (first_t, last_t) = (self.row_t(lo), self.row_t(hi - 1));
-                let (pf, pl) = (self.phys(lo) * n, self.phys(hi - 1) * n);
-                let first = &self.values[pf..pf + n];
-                let last = &self.values[pl..pl + n];
-                let shape = Extrapolation::new(first_t, last_t, hi - lo, start, at_ms);
-                for (c, (&f, &l)) in first.iter().zip(last).enumerate() {
-                    out(w, c, shape.rate(f, l));
-                }
-                continue;
+        rates.clear();
+        if regular {
+            if hi - lo < 2 {
+                return WindowRates::None;
             }
-            for c in 0..n {
-                scratch.clear();
-                for r in lo..hi {
-                    let v = self.value(r, c);
-                    if !absent(v) {
-                        scratch.push(Sample {
-                            timestamp_ms: self.row_t(r),
-                            value: v,
-                        });
-                    }
-                }
-                if let Some(rate) = meshfed_query::kernels::counter_rate(scratch, start, at_ms) {
-                    out(w, c, rate);
-                }
-            }
+            let (first_t, last_t) = (self.row_t(lo), self.row_t(hi - 1));
+            let (pf, pl) = (self.phys(lo) * n, self.phys(hi - 1) * n);
+            let first = &self.values[pf..pf + n];
+            let last = &self.values[pl..pl + n];
+            let shape = Extrapolation::new(first_t, last_t, hi - lo, start, at_ms);
+            rates.extend(first.iter().zip(last).map(|(&f, &l)| shape.rate(f, l)));
+            return WindowRates::All;
         }
+        present.clear();
+        let mut any = false;
+        for c in 0..n {
+            scratch.clear();
+            for r in lo..hi {
+                let v = self.value(r, c);
+                if !absent(v) {
+                    scratch.push(Sample {
+                        timestamp_ms: self.row_t(r),
+                        value: v,
+                    });
+                }
+            }
+            let rate = meshfed_query::kernels::counter_rate(scratch, start, at_ms);
+            rates.push(rate.unwrap_or(0.0));
+            present.push(rate.is_some());
+            any |= rate.is_some();
+        }
+        if any { WindowRates::Some } else { WindowRates::None }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::graph::istio::{Measure, ServiceKey};
+use crate::graph::istio::ServiceKey;
 use crate::graph::stats::EdgeStats;
 
 /// Increments per service since the previous [`crate::graph::table::EdgeTable::take_health_inputs`].
@@ -21,24 +21,4 @@ pub struct ServiceIncrements {
     pub stats: EdgeStats,
     /// Newest sample timestamp seen, ms.
     pub newest_ms: i64,
-}
-
-impl ServiceIncrements {
-    /// Adds a counter increment of a primary series.
-    pub(crate) fn add(&mut self, measure: Measure, inc: f64, t: i64) {
-        self.newest_ms = self.newest_ms.max(t);
-        let s = &mut self.stats;
-        match measure {
-            Measure::Requests { class, error } => {
-                s.requests += inc;
-                s.by_class[class as usize] += inc;
-                if error {
-                    s.errors += inc;
-                }
-            }
-            Measure::DurationBucket { le } => s.add_bucket(le, inc),
-            Measure::DurationSum => s.duration_sum_ms += inc,
-            _ => {}
-        }
-    }
 }

@@ -98,6 +98,27 @@ impl EdgeStats {
         }
     }
 
+    /// Adds the rates of buckets `les` (ascending) where `seen`. A block adds its buckets
+    /// at once: where the edge already has exactly these bounds (the usual case: one histogram
+    /// layout for the mesh), they are added in place.
+    pub fn add_buckets(&mut self, les: &[f64], rates: &[f64], seen: &[bool]) {
+        let same = self.duration_buckets.len() == les.len()
+            && self.duration_buckets.iter().zip(les).all(|(b, le)| b.0.total_cmp(le).is_eq());
+        if same {
+            for ((b, &r), &seen) in self.duration_buckets.iter_mut().zip(rates).zip(seen) {
+                if seen {
+                    b.1 += r;
+                }
+            }
+            return;
+        }
+        for ((&le, &r), &seen) in les.iter().zip(rates).zip(seen) {
+            if seen {
+                self.add_bucket(le, r);
+            }
+        }
+    }
+
     /// Adds requests with a response flag.
     pub fn add_flag(&mut self, flag: &Name, rate: f64) {
         match self.flags.iter_mut().find(|(f, _)| f == flag) {

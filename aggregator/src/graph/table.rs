@@ -16,12 +16,15 @@ use std::sync::Arc;
 use meshfed_model::{Labels, Sample, is_stale_nan};
 use parking_lot::Mutex;
 
-use crate::graph::block::{Block, Column, Pushed};
+use crate::graph::block::{Block, Pushed, WindowRates};
 use crate::graph::health_input::{HealthInputs, ServiceIncrements};
 use crate::graph::istio::{self, EndpointGauge, FineEdge, IstioSeries, Measure, Name, ServiceKey};
 use crate::graph::stats::EdgeStats;
 
 mod inner;
+mod plan;
+
+use plan::{Plan, Sums};
 
 /// Rates of every active edge over one window at one instant.
 #[derive(Clone, Debug, Default)]
@@ -35,10 +38,8 @@ pub struct WindowSnapshot {
     pub edges: Vec<(Arc<FineEdge>, EdgeStats)>,
 }
 
-/// What the window computation and the increments need of an Istio series: 24 bytes, kept in
-/// an array of their own per block ([`BlockEntry::roles`]) because every refresh reads them for
-/// every series (its edge and service are ids into the table, so the labels are not kept per
-/// series).
+/// What the table keeps of an Istio series' role (its edge and service are the block's, so the
+/// labels are not kept per series); the block's [`Plan`] is built from these.
 #[derive(Clone, Copy, Debug)]
 struct SeriesRole {
     measure: Measure,
@@ -46,45 +47,44 @@ struct SeriesRole {
     mtls: Option<bool>,
     /// Envoy response flags other than `-`: index into [`Inner::flag_names`] plus one (0: none).
     flags: u32,
-}
-
-/// What the table keeps per Istio series next to its samples in a [`Block`]: what the
-/// per-sample path needs.
-#[derive(Debug)]
-struct SeriesInfo {
-    series_ref: u64,
-    primary: bool,
     /// Whether the first sample is an increment from zero: true for a series that appears on a
     /// service already seen (a new response code starts counting), false while the table is
     /// learning what exists (after a restart every series is new, and its value is history).
     first_counts: bool,
-    /// A sample arrived since the increments were last folded ([`Inner::fold`]).
-    touched: bool,
-    /// Counter increment since the increments were last folded.
-    pending: f64,
-    /// The table's newest sample time when the series was registered: a series announced but not
-    /// yet sampled is kept for a full retention period.
-    born_ms: i64,
 }
 
 /// The series of one edge as one proxy reports them (same `pod` and `instance`), scraped
-/// together and so sharing their timestamps.
+/// together and so sharing their timestamps. Per series (in column order): `roles`, `refs`,
+/// `born`, `pending`.
 struct BlockEntry {
     edge: u32,
     /// The edge's destination service (index into the table).
     service: u32,
-    /// Columns that are primary latency buckets (capacity to reserve in the edge's stats).
-    buckets: usize,
     key: BlockKey,
-    /// Role of each column of `block`, in column order.
     roles: Vec<SeriesRole>,
+    refs: Vec<u64>,
+    /// The table's newest sample time when the series was registered: a series announced but
+    /// not yet sampled is kept for a full retention period.
+    born: Vec<i64>,
+    /// Counter increment since the increments were last folded ([`Inner::fold`]).
+    pending: Vec<f64>,
+    /// How the series add into the edge's figures; `None` after the series changed.
+    plan: Option<Plan>,
+    /// Some series is primary (its samples count for health).
+    has_primary: bool,
     /// Some column has an increment not yet folded (the block is in [`Inner::dirty_blocks`]).
     dirty: bool,
     /// Newest primary sample time seen (for [`ServiceIncrements::newest_ms`]).
     ///
     /// [`ServiceIncrements::newest_ms`]: crate::graph::health_input::ServiceIncrements::newest_ms
     newest_t: i64,
-    block: Block<SeriesInfo>,
+    block: Block,
+}
+
+impl BlockEntry {
+    fn plan(&mut self) -> &Plan {
+        self.plan.get_or_insert_with(|| Plan::build(&self.roles))
+    }
 }
 
 /// Edge id, `pod`, `instance`.
@@ -142,13 +142,15 @@ struct Inner {
     /// Counter increments per edge id since the last [`EdgeTable::take_increments`].
     edge_increments: Vec<Option<EdgeStats>>,
     dirty_edges: Vec<u32>,
+    /// Scratch space of [`Inner::fold`].
+    sums: Sums,
     /// Newest sample timestamp applied.
     newest_ms: i64,
 }
 
 struct ServiceSlot {
     key: ServiceKey,
-    /// Has had a sample (see [`SeriesInfo::first_counts`]).
+    /// Has had a sample (see [`SeriesRole::first_counts`]).
     known: bool,
     pending: Option<crate::graph::health_input::ServiceIncrements>,
 }
@@ -235,16 +237,9 @@ impl EdgeTable {
                 primary: series.primary,
                 mtls: series.mtls,
                 flags: series.flags.map_or(0, |f| inner.flag_id(f)),
-            };
-            let info = SeriesInfo {
-                series_ref,
-                primary: series.primary,
                 first_counts: inner.services[service as usize].known,
-                touched: false,
-                pending: 0.0,
-                born_ms: inner.newest_ms,
             };
-            inner.insert_series(info, role, service, (edge, pod, instance));
+            inner.insert_series(series_ref, role, service, (edge, pod, instance));
         } else if let Some((service, gauge)) = istio::classify_endpoint_gauge(labels, &mut intern) {
             inner.insert_gauge(GaugeTrack {
                 series_ref,
@@ -313,17 +308,25 @@ impl EdgeTable {
                 })
                 .collect()
         };
-        let mut scratch = Vec::new();
+        let (mut rates, mut present, mut scratch, mut sums) = (Vec::new(), Vec::new(), Vec::new(), Sums::default());
         let flags = &inner.flag_names;
-        for entry in inner.blocks.iter().flatten() {
+        for entry in inner.blocks.iter_mut().flatten() {
             let edge = entry.edge as usize;
-            for stats in &mut stats {
-                stats[edge].duration_buckets.reserve(entry.buckets);
+            entry.plan();
+            let Some(plan) = &entry.plan else { continue };
+            for (w, &window_ms) in windows_ms.iter().enumerate() {
+                let have = match entry
+                    .block
+                    .window_rates(at_ms, window_ms, &mut rates, &mut present, &mut scratch)
+                {
+                    WindowRates::None => continue,
+                    WindowRates::All => None,
+                    WindowRates::Some => Some(present.as_slice()),
+                };
+                let stats = &mut stats[w][edge];
+                stats.duration_buckets.reserve(plan.buckets());
+                plan.add_rates(&rates, have, &mut sums, stats, flags);
             }
-            let roles = &entry.roles;
-            entry.block.rates(at_ms, windows_ms, &mut scratch, |w, c, rate| {
-                add_rate(&mut stats[w][edge], &roles[c], flags, rate);
-            });
         }
         windows_ms
             .iter()
@@ -460,7 +463,7 @@ impl EdgeTable {
             .blocks
             .iter()
             .flatten()
-            .map(|b| b.block.cols.len())
+            .map(|b| b.block.columns())
             .sum::<usize>()
             + inner.gauges.iter().flatten().count();
         (series, inner.edge_ids.len())
@@ -493,44 +496,5 @@ fn destination_service(series: &IstioSeries) -> ServiceKey {
         cluster: d.cluster.clone(),
         namespace: d.service_namespace.clone(),
         service: d.service.clone(),
-    }
-}
-
-/// Whether a series is one of the latency buckets an edge's figures sum.
-fn is_bucket(role: &SeriesRole) -> bool {
-    role.primary && matches!(role.measure, Measure::DurationBucket { .. })
-}
-
-/// Adds `rate` (or an increment: the arithmetic is the same) of `series` into its edge's stats;
-/// `flags` names [`SeriesRole::flags`].
-fn add_rate(s: &mut EdgeStats, series: &SeriesRole, flags: &[Name], rate: f64) {
-    match series.measure {
-        Measure::Requests { class, error } => {
-            if let Some(mtls) = series.mtls {
-                s.destination_requests += rate;
-                if mtls {
-                    s.destination_mtls += rate;
-                }
-            }
-            if !series.primary {
-                return;
-            }
-            s.requests += rate;
-            s.by_class[class as usize] += rate;
-            if error {
-                s.errors += rate;
-            }
-            if let Some(f) = (series.flags as usize).checked_sub(1).and_then(|i| flags.get(i)) {
-                s.add_flag(f, rate);
-            }
-        }
-        _ if !series.primary => {}
-        Measure::DurationBucket { le } => s.add_bucket(le, rate),
-        Measure::DurationSum => s.duration_sum_ms += rate,
-        Measure::RequestBytes => s.request_bytes += rate,
-        Measure::ResponseBytes => s.response_bytes += rate,
-        Measure::TcpReceived => s.tcp_received_bytes += rate,
-        Measure::TcpSent => s.tcp_sent_bytes += rate,
-        Measure::TcpOpened => s.tcp_opened += rate,
     }
 }

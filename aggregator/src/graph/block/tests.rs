@@ -27,10 +27,10 @@ fn rates_equal_the_kernel_on_each_series_samples() {
     for case in 0..400 {
         let irregular = case % 2 == 1;
         let n_cols = 1 + rng.below(6) as usize;
-        let mut block: Block<usize> = Block::default();
+        let mut block = Block::default();
         let mut truth: Vec<Vec<Sample>> = vec![Vec::new(); n_cols];
         for c in 0..n_cols {
-            assert_eq!(block.add_column(c), c);
+            assert_eq!(block.add_column(), c);
         }
         let mut values: Vec<f64> = (0..n_cols).map(|_| rng.below(1000) as f64).collect();
         let scrapes = 2 + rng.below(40) as i64;
@@ -59,7 +59,7 @@ fn rates_equal_the_kernel_on_each_series_samples() {
                 }
             }
             if irregular && k == scrapes / 2 {
-                let c = block.add_column(n_cols);
+                let c = block.add_column();
                 assert_eq!(c, n_cols);
             }
         }
@@ -72,11 +72,20 @@ fn rates_equal_the_kernel_on_each_series_samples() {
         }
         let end = t0 + (scrapes - 1) * 5_000 + rng.below(8_000) as i64 - 2_000;
         let windows = [60_000, 300_000, 10_000 + rng.below(100_000) as i64];
-        let mut got = vec![vec![None; n_cols + 1]; windows.len()];
-        let mut scratch = Vec::new();
-        block.rates(end, &windows, &mut scratch, |w, c, r| {
-            got[w][block.cols[c].role] = Some(r);
-        });
+        let (mut rates, mut present, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        // Per window, per column (one more than the series pushed to, for the late one).
+        let got: Vec<Vec<Option<f64>>> = windows
+            .iter()
+            .map(|&window| {
+                let mut got = match block.window_rates(end, window, &mut rates, &mut present, &mut scratch) {
+                    WindowRates::None => Vec::new(),
+                    WindowRates::All => rates.iter().copied().map(Some).collect(),
+                    WindowRates::Some => rates.iter().zip(&present).map(|(&r, &p)| p.then_some(r)).collect(),
+                };
+                got.resize(n_cols + 1, None);
+                got
+            })
+            .collect();
         for (w, &window) in windows.iter().enumerate() {
             for c in 0..n_cols {
                 let s: Vec<Sample> = truth[c]
@@ -99,21 +108,20 @@ fn rates_equal_the_kernel_on_each_series_samples() {
 
 #[test]
 fn removing_columns_keeps_the_others_values() {
-    let mut block: Block<&str> = Block::default();
-    for name in ["a", "b", "c"] {
-        block.add_column(name);
+    let mut block = Block::default();
+    for _ in 0..3 {
+        block.add_column();
     }
     for k in 0..4 {
         for c in 0..3 {
             block.push(c, k * 5_000, (k * 10 + c as i64) as f64);
         }
     }
-    assert_eq!(block.retain_columns(|c| c.role == "b"), vec![0, 2]);
-    assert_eq!(block.cols.len(), 2);
-    let mut got = Vec::new();
-    block.rates(15_000, &[60_000], &mut Vec::new(), |_, c, r| {
-        got.push((block.cols[c].role, r))
-    });
+    assert_eq!(block.retain_columns(|c| c == 1), vec![0, 2]);
+    assert_eq!(block.columns(), 2);
+    let mut rates = Vec::new();
+    let got = block.window_rates(15_000, 60_000, &mut rates, &mut Vec::new(), &mut Vec::new());
+    assert_eq!(got, WindowRates::All);
     let kernel = |c: i64| {
         let s: Vec<Sample> = (0..4)
             .map(|k| Sample {
@@ -123,6 +131,60 @@ fn removing_columns_keeps_the_others_values() {
             .collect();
         meshfed_query::kernels::counter_rate(&s, 15_000 - 60_000, 15_000).unwrap()
     };
-    assert_eq!(got, vec![("a", kernel(0)), ("c", kernel(2))]);
+    assert_eq!(rates, vec![kernel(0), kernel(2)]);
     assert_eq!(block.push(0, 15_000, 1.0), Pushed::Refused);
+    assert_eq!(block.push(1, 10_000, 1.0), Pushed::Refused, "not newer than its newest");
+}
+
+/// Rows that are not full or hold a reset are counted as the ring changes, so a block known
+/// to be regular skips the per-row check.
+#[test]
+fn irregular_rows_are_counted_through_pushes_expiry_and_relayout() {
+    let mut block = Block::default();
+    block.add_column();
+    block.add_column();
+    let count = |b: &Block| (0..b.len).filter(|&r| b.is_irregular(&b.meta[b.phys(r)])).count();
+    for k in 0..6 {
+        block.push(0, k * 5_000, (10 * k) as f64);
+        assert_eq!(block.irregular, count(&block));
+        if k != 2 {
+            let v = if k == 4 { 0.0 } else { (10 * k) as f64 };
+            block.push(1, k * 5_000, v);
+        }
+        assert_eq!(block.irregular, count(&block));
+    }
+    assert_eq!(block.irregular, 2, "the hole at 10 s and the reset at 20 s");
+    block.add_column();
+    assert_eq!(block.irregular, count(&block));
+    block.expire(12_000);
+    assert_eq!(block.irregular, count(&block));
+    block.retain_columns(|c| c == 2);
+    assert_eq!(block.irregular, count(&block));
+    assert_eq!(block.irregular, 1, "the reset");
+}
+
+/// The guessed row search agrees with a scan for evenly and unevenly spaced rows.
+#[test]
+fn rows_until_agrees_with_a_scan() {
+    let mut rng = Rng(0x5151_7a7a_1234_8765);
+    for case in 0..300 {
+        let mut block = Block::default();
+        block.add_column();
+        let mut t = rng.below(10_000) as i64;
+        for _ in 0..1 + rng.below(60) {
+            t += if case % 3 == 0 { 1 + rng.below(60_000) as i64 } else { 5_000 };
+            block.push(0, t, 1.0);
+        }
+        if case % 4 == 0 {
+            block.expire(t - rng.below(200_000) as i64);
+        }
+        for _ in 0..50 {
+            let probe = rng.below(t as u64 + 20_000) as i64 - 10_000;
+            let hi = rng.below(block.len as u64 + 1) as usize;
+            let scan = (0..hi).filter(|&r| block.row_t(r) <= probe).count();
+            assert_eq!(block.rows_until(probe, hi), scan, "case {case} t {probe} hi {hi}");
+        }
+        assert_eq!(block.rows_until(i64::MAX, block.len), block.len);
+        assert_eq!(block.rows_until(i64::MIN, block.len), 0);
+    }
 }

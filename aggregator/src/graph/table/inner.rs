@@ -58,21 +58,24 @@ impl Inner {
         self.by_ref[idx] = loc;
     }
 
-    pub(super) fn insert_series(&mut self, info: SeriesInfo, role: SeriesRole, service: u32, key: BlockKey) {
+    pub(super) fn insert_series(&mut self, series_ref: u64, role: SeriesRole, service: u32, key: BlockKey) {
         let edge = key.0;
         if let Some(Some(e)) = self.edges.get_mut(edge as usize) {
             e.tracks += 1;
         }
-        let series_ref = info.series_ref;
         let b = match self.block_ids.get(&key) {
             Some(&b) => b,
             None => {
                 let entry = BlockEntry {
                     edge,
                     service,
-                    buckets: 0,
                     key: key.clone(),
                     roles: Vec::new(),
+                    refs: Vec::new(),
+                    born: Vec::new(),
+                    pending: Vec::new(),
+                    plan: None,
+                    has_primary: false,
                     dirty: false,
                     newest_t: i64::MIN,
                     block: Block::default(),
@@ -91,12 +94,17 @@ impl Inner {
                 b
             }
         };
+        let born = self.newest_ms;
         let Some(entry) = self.blocks[b as usize].as_mut() else {
             return;
         };
-        entry.buckets += usize::from(is_bucket(&role));
-        let c = entry.block.add_column(info);
+        let c = entry.block.add_column();
         entry.roles.push(role);
+        entry.refs.push(series_ref);
+        entry.born.push(born);
+        entry.pending.push(0.0);
+        entry.plan = None;
+        entry.has_primary |= role.primary;
         self.set_loc(series_ref, Loc::Column(b, c as u32));
     }
 
@@ -116,28 +124,31 @@ impl Inner {
     }
 
     /// Forgets the block's rows older than `cutoff` and its series left without samples (and
-    /// the block and edge when nothing is left). Returns how many series were dropped.
+    /// the block and edge when nothing is left). Returns how many series were dropped. Folds
+    /// pending increments first (the caller does), so none is lost with its series.
     pub(super) fn expire_block(&mut self, b: usize, cutoff: i64) -> usize {
         let Some(entry) = self.blocks[b].as_mut() else {
             return 0;
         };
         entry.block.expire(cutoff);
-        let gone = |c: &Column<SeriesInfo>| c.last_t < cutoff && c.role.born_ms < cutoff;
-        if entry.block.newest_row_full() || !entry.block.cols.iter().any(gone) {
+        if entry.block.newest_row_full() {
             return 0;
         }
-        let mut removed = Vec::new();
-        let kept = entry.block.retain_columns(|c| {
-            let drop = gone(c);
-            if drop {
-                removed.push(c.role.series_ref);
-            }
-            drop
-        });
+        let gone = |e: &BlockEntry, c: usize| e.born[c] < cutoff && !e.block.has_samples(c);
+        if !(0..entry.block.columns()).any(|c| gone(entry, c)) {
+            return 0;
+        }
+        let drop: Vec<bool> = (0..entry.block.columns()).map(|c| gone(entry, c)).collect();
+        let kept = entry.block.retain_columns(|c| drop[c]);
+        let removed: Vec<u64> = (0..drop.len()).filter(|&c| drop[c]).map(|c| entry.refs[c]).collect();
         entry.roles = kept.iter().map(|&c| entry.roles[c]).collect();
-        entry.buckets = entry.roles.iter().filter(|r| is_bucket(r)).count();
+        entry.refs = kept.iter().map(|&c| entry.refs[c]).collect();
+        entry.born = kept.iter().map(|&c| entry.born[c]).collect();
+        entry.pending = kept.iter().map(|&c| entry.pending[c]).collect();
+        entry.plan = None;
+        entry.has_primary = entry.roles.iter().any(|r| r.primary);
         let edge = entry.edge;
-        let moved: Vec<u64> = entry.block.cols.iter().map(|c| c.role.series_ref).collect();
+        let moved = std::mem::take(&mut entry.refs);
         let empty = moved.is_empty();
         if empty {
             let key = entry.key.clone();
@@ -145,8 +156,11 @@ impl Inner {
             self.blocks[b] = None;
             self.free_blocks.push(b as u32);
         }
-        for (c, r) in moved.into_iter().enumerate() {
+        for (c, &r) in moved.iter().enumerate() {
             self.by_ref[r as usize] = Loc::Column(b as u32, c as u32);
+        }
+        if let Some(entry) = self.blocks[b].as_mut() {
+            entry.refs = moved;
         }
         for &r in &removed {
             self.by_ref[r as usize] = Loc::None;
@@ -206,22 +220,19 @@ impl Inner {
                 continue; // The store refused it too: a duplicate or out of order.
             };
             self.newest_ms = self.newest_ms.max(t);
-            let info = &mut entry.block.cols[c].role;
-            if !info.primary {
-                continue;
-            }
-            // A reset restarts the counter from zero: the increment is the new value.
+            // A reset restarts the counter from zero: the increment is the new value. Kept for
+            // every series; only the primary ones are folded.
             let inc = if previous.is_nan() {
-                if info.first_counts { v } else { 0.0 }
+                if entry.roles[c].first_counts { v } else { 0.0 }
             } else if v < previous {
                 v
             } else {
                 v - previous
             };
-            // Only into the column: the block's columns are folded into the service's and the
-            // edge's increments once per take (the series of a block share their scrapes).
-            info.pending += inc;
-            info.touched = true;
+            entry.pending[c] += inc;
+            if !entry.has_primary {
+                continue;
+            }
             entry.newest_t = entry.newest_t.max(t);
             if !entry.dirty {
                 entry.dirty = true;
@@ -231,8 +242,9 @@ impl Inner {
         }
     }
 
-    /// Adds the increments the dirty blocks' columns collected into their services' (health)
-    /// and edges' (derived series) increments.
+    /// Adds the increments the dirty blocks' primary series collected into their services'
+    /// (health) and edges' (derived series) increments, through each block's [`Plan`]: the
+    /// per-sample path only adds into its column.
     pub(super) fn fold(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty_blocks);
         for &b in &dirty {
@@ -247,7 +259,7 @@ impl Inner {
             if self.edge_increments[e].is_none() {
                 self.dirty_edges.push(entry.edge);
             }
-            let buckets = entry.buckets;
+            let buckets = entry.plan().buckets();
             let edge_inc = self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets));
             let slot = &mut self.services[entry.service as usize];
             if slot.pending.is_none() {
@@ -257,15 +269,11 @@ impl Inner {
                 stats: EdgeStats::with_buckets(buckets),
                 ..ServiceIncrements::default()
             });
-            for (col, role) in entry.block.cols.iter_mut().zip(&entry.roles) {
-                let info = &mut col.role;
-                if !std::mem::take(&mut info.touched) {
-                    continue;
-                }
-                let inc = std::mem::take(&mut info.pending);
-                service_inc.add(role.measure, inc, entry.newest_t);
-                add_rate(edge_inc, role, &self.flag_names, inc);
-            }
+            service_inc.newest_ms = service_inc.newest_ms.max(entry.newest_t);
+            let Some(plan) = &entry.plan else { continue };
+            let into = [edge_inc, &mut service_inc.stats];
+            plan.add_increments(&entry.pending, &mut self.sums, into, &self.flag_names);
+            entry.pending.fill(0.0);
         }
         dirty.clear();
         self.dirty_blocks = dirty;
