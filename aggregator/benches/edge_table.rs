@@ -2,12 +2,15 @@
 //! (retention full, one scrape every 5 s): appending a scrape's samples, the increments health
 //! and the derived series take once per scrape, and computing the 1m window.
 //!
-//! The mesh: `EDGES` HTTP edges over `NODES` workloads in three clusters, each edge reported by
+//! The mesh: 4,000 HTTP edges (`EDGE_TABLE_EDGES=20000` for the size of `bench/graph`) over a tenth as many workloads in three clusters, each edge reported by
 //! its source proxy as `istio_requests_total` for 200 and 503 and the 20-bucket duration
 //! histogram (22 series), as in `tests/examples/graph_bench.rs`, which measures the same costs
 //! against the whole ingest path.
 //!
 //! `cargo bench -p meshfed-aggregator --bench edge_table -- --warm-up-time 1 --measurement-time 3`
+//!
+//! At 4,000 edges much of the table fits in the processor's caches; at 20,000 (440,000 series,
+//! about 500 MB of samples) it does not, as in `bench/graph`, and memory latency dominates.
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
@@ -18,8 +21,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshfed_aggregator::graph::EdgeTable;
 use meshfed_model::Labels;
 
-const NODES: usize = 400;
-const EDGES: usize = 4_000;
+/// Edges of the mesh (`EDGE_TABLE_EDGES` overrides; workloads are a tenth of them).
+fn edges() -> usize {
+    std::env::var("EDGE_TABLE_EDGES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000)
+}
 const INTERVAL_MS: i64 = 5_000;
 const LE: [&str; 20] = [
     "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000",
@@ -27,9 +32,9 @@ const LE: [&str; 20] = [
 ];
 
 /// The labels of one edge's series with the fraction of the edge's requests each counts.
-fn series_of_edge(i: usize) -> Vec<(Labels, f64)> {
-    let src = i % NODES;
-    let dst = (src + 1 + i / NODES) % NODES;
+fn series_of_edge(i: usize, nodes: usize) -> Vec<(Labels, f64)> {
+    let src = i % nodes;
+    let dst = (src + 1 + i / nodes) % nodes;
     let cluster = |n: usize| format!("cluster-{}", n % 3 + 1);
     let (src_wl, dst_wl) = (format!("wl-{src}"), format!("wl-{dst}"));
     let (src_ns, dst_ns) = (format!("ns-{}", src % 20), format!("ns-{}", dst % 20));
@@ -86,8 +91,9 @@ impl Mesh {
         let table = EdgeTable::new(600_000);
         let mut by_cluster: std::collections::BTreeMap<String, Vec<(u64, f64)>> = Default::default();
         let mut id = 0;
-        for i in 0..EDGES {
-            for (labels, share) in series_of_edge(i) {
+        let edges = edges();
+        for i in 0..edges {
+            for (labels, share) in series_of_edge(i, edges / 10) {
                 table.observe_series(id, &labels);
                 let cluster = labels.get("cluster").unwrap_or_default().to_owned();
                 by_cluster.entry(cluster).or_default().push((id, share * (1 + i % 7) as f64));

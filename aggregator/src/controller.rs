@@ -387,7 +387,7 @@ pub fn clients(vds: &[VirtualDestination], topology: &Topology, graph: &GraphSer
         .map(|w| graph.snapshot(*w, None))
         .collect();
     let mut callers: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
-    for (edge, _) in snapshots.iter().flat_map(|s| s.edges.iter()) {
+    for (edge, _) in snapshots.iter().flat_map(|s| s.edges()) {
         let (src, dst) = (&edge.source, &edge.destination);
         if &*src.cluster == "unknown" || dst.service.is_empty() {
             continue;

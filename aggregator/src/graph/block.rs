@@ -301,35 +301,70 @@ impl Block {
         }
     }
 
-    /// `rate(…[window_ms])` at `at_ms` of every series into `rates` (one per column; resized),
-    /// and which series have one: [`WindowRates::All`], [`WindowRates::None`], or
-    /// [`WindowRates::Some`] with `present` (one per column) telling which. `scratch` is reused
-    /// between calls.
+    /// Where the window `(at_ms - window_ms, at_ms]` lies in the block's rows.
+    pub fn window_bounds(&self, at_ms: i64, window_ms: i64) -> Bounds {
+        let hi = self.rows_until(at_ms, self.len);
+        let lo = self.rows_until(at_ms - window_ms, hi);
+        let regular = self.irregular == 0
+            || (lo..hi).all(|r| {
+                let m = self.meta[self.phys(r)];
+                m.filled as usize == self.columns() && (r == lo || !m.reset)
+            });
+        Bounds {
+            lo,
+            hi,
+            regular,
+            at_ms,
+            window_ms,
+        }
+    }
+
+    /// Reads the rows [`Block::window_rates`] will read for `bounds`, so that they are in cache
+    /// by then; returns a value computed from them, for the caller to pass to
+    /// [`std::hint::black_box`]. A refresh first finds the bounds of a few blocks and touches
+    /// their rows, then computes their rates: the memory reads of several blocks are then
+    /// under way at once instead of one block after the other.
+    pub fn touch(&self, bounds: &Bounds) -> u64 {
+        let n = self.columns();
+        if !bounds.regular || bounds.hi - bounds.lo < 2 || n == 0 {
+            return 0;
+        }
+        let (pf, pl) = (self.phys(bounds.lo) * n, self.phys(bounds.hi - 1) * n);
+        let mut x = self.values[pf + n - 1].to_bits() ^ self.values[pl + n - 1].to_bits();
+        for c in (0..n).step_by(8) {
+            x ^= self.values[pf + c].to_bits() ^ self.values[pl + c].to_bits();
+        }
+        x
+    }
+
+    /// `rate(…[w])` at the instant of `bounds` ([`Block::window_bounds`]) of every series
+    /// into `rates` (one per column; resized), and which series have one:
+    /// [`WindowRates::All`], [`WindowRates::None`], or [`WindowRates::Some`] with `present`
+    /// (one per column) telling which. `scratch` is reused between calls.
     ///
     /// Where every row of the window is full and no counter went down inside it (the normal
     /// case) the rates come from the window's first and last rows; otherwise each series goes
     /// through the query engine's `rate()` kernel on its own samples.
     pub fn window_rates(
         &self,
-        at_ms: i64,
-        window_ms: i64,
+        bounds: &Bounds,
         rates: &mut Vec<f64>,
         present: &mut Vec<bool>,
         scratch: &mut Vec<Sample>,
     ) -> WindowRates {
         let n = self.columns();
-        let hi = self.rows_until(at_ms, self.len);
+        let Bounds {
+            lo,
+            hi,
+            regular,
+            at_ms,
+            window_ms,
+        } = *bounds;
         let start = at_ms - window_ms;
-        let lo = self.rows_until(start, hi);
+        rates.clear();
         if hi == lo {
             return WindowRates::None;
         }
-        let regular = self.irregular == 0
-            || (lo..hi).all(|r| {
-                let m = self.meta[self.phys(r)];
-                m.filled as usize == n && (r == lo || !m.reset)
-            });
-        rates.clear();
         if regular {
             if hi - lo < 2 {
                 return WindowRates::None;
@@ -362,6 +397,17 @@ impl Block {
         }
         if any { WindowRates::Some } else { WindowRates::None }
     }
+}
+
+/// The rows of one window in one block (see [`Block::window_bounds`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    lo: usize,
+    hi: usize,
+    /// Every row full, no reset after the first.
+    regular: bool,
+    at_ms: i64,
+    window_ms: i64,
 }
 
 /// Prometheus' `extrapolatedRate` for counters (see `meshfed_query::kernels::counter_rate`),

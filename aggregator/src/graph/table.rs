@@ -24,18 +24,33 @@ use crate::graph::stats::EdgeStats;
 mod inner;
 mod plan;
 
-use plan::{Plan, Sums};
+use plan::{Plan, Plans, Sums};
 
-/// Rates of every active edge over one window at one instant.
+/// Rates of every edge over one window at one instant.
 #[derive(Clone, Debug, Default)]
 pub struct WindowSnapshot {
     /// Evaluation time, ms since the epoch.
     pub at_ms: i64,
     /// Window length in ms.
     pub window_ms: i64,
-    /// Edges with traffic in the window (and, when asked, idle ones with zero rates); the keys
-    /// are shared with the table.
-    pub edges: Vec<(Arc<FineEdge>, EdgeStats)>,
+    /// The table's edge keys by edge id when the snapshot was taken (shared with the table
+    /// while no edge comes or goes).
+    keys: Arc<Vec<Option<Arc<FineEdge>>>>,
+    /// Per edge id.
+    stats: Vec<EdgeStats>,
+    include_idle: bool,
+}
+
+impl WindowSnapshot {
+    /// Edges with traffic in the window (and, when the snapshot was asked for them, idle ones
+    /// with zero rates).
+    pub fn edges(&self) -> impl Iterator<Item = (&Arc<FineEdge>, &EdgeStats)> {
+        self.keys
+            .iter()
+            .zip(&self.stats)
+            .filter_map(|(k, s)| Some((k.as_ref()?, s)))
+            .filter(|(_, s)| self.include_idle || s.is_active())
+    }
 }
 
 /// What the table keeps of an Istio series' role (its edge and service are the block's, so the
@@ -69,7 +84,7 @@ struct BlockEntry {
     /// Counter increment since the increments were last folded ([`Inner::fold`]).
     pending: Vec<f64>,
     /// How the series add into the edge's figures; `None` after the series changed.
-    plan: Option<Plan>,
+    plan: Option<Arc<Plan>>,
     /// Some series is primary (its samples count for health).
     has_primary: bool,
     /// Some column has an increment not yet folded (the block is in [`Inner::dirty_blocks`]).
@@ -82,10 +97,14 @@ struct BlockEntry {
 }
 
 impl BlockEntry {
-    fn plan(&mut self) -> &Plan {
-        self.plan.get_or_insert_with(|| Plan::build(&self.roles))
+    /// The block's plan, from `plans` after its series changed.
+    fn plan(&mut self, plans: &mut Plans) -> &Plan {
+        self.plan.get_or_insert_with(|| plans.get(&self.roles))
     }
 }
+
+/// Blocks a window computation reads at once (see [`EdgeTable::compute_many`]).
+const BLOCKS_AT_ONCE: usize = 16;
 
 /// Edge id, `pod`, `instance`.
 type BlockKey = (u32, Name, Name);
@@ -144,6 +163,9 @@ struct Inner {
     dirty_edges: Vec<u32>,
     /// Scratch space of [`Inner::fold`].
     sums: Sums,
+    plans: Plans,
+    /// `edges`' keys for snapshots; `None` after an edge came or went.
+    keys: Option<Arc<Vec<Option<Arc<FineEdge>>>>>,
     /// Newest sample timestamp applied.
     newest_ms: i64,
 }
@@ -162,7 +184,7 @@ pub struct EdgeTable {
     tracking: bool,
     /// Stats of released snapshots, cleared, for the next computation to reuse (their bucket
     /// vectors keep their capacity).
-    spare: Mutex<Vec<EdgeStats>>,
+    spare: Mutex<Vec<Vec<EdgeStats>>>,
     /// Batches that arrived while a computation held the table.
     pending: Mutex<Vec<(u64, i64, f64)>>,
     seen: Mutex<HashMap<Name, i64>>,
@@ -297,52 +319,60 @@ impl EdgeTable {
     pub fn compute_many(&self, at_ms: i64, windows_ms: &[i64], include_idle: bool) -> Vec<WindowSnapshot> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let mut stats: Vec<Vec<EdgeStats>> = {
-            let mut spare = self.spare.lock();
-            windows_ms
-                .iter()
-                .map(|_| {
-                    (0..inner.edges.len())
-                        .map(|_| spare.pop().unwrap_or_default())
-                        .collect()
-                })
-                .collect()
-        };
+        let edges = inner.edges.len();
+        let mut stats: Vec<Vec<EdgeStats>> = windows_ms
+            .iter()
+            .map(|_| {
+                let mut stats = self.spare.lock().pop().unwrap_or_default();
+                stats.truncate(edges);
+                stats.iter_mut().for_each(EdgeStats::clear);
+                stats.resize_with(edges, EdgeStats::default);
+                stats
+            })
+            .collect();
         let (mut rates, mut present, mut scratch, mut sums) = (Vec::new(), Vec::new(), Vec::new(), Sums::default());
+        let mut bounds = Vec::with_capacity(BLOCKS_AT_ONCE);
         let flags = &inner.flag_names;
-        for entry in inner.blocks.iter_mut().flatten() {
-            let edge = entry.edge as usize;
-            entry.plan();
-            let Some(plan) = &entry.plan else { continue };
+        // A few blocks at a time: their window bounds and rows are read first, all of them, so
+        // the memory reads overlap; the rates are then computed from cache.
+        for chunk in inner.blocks.chunks_mut(BLOCKS_AT_ONCE) {
+            for entry in chunk.iter_mut().flatten() {
+                entry.plan(&mut inner.plans);
+            }
             for (w, &window_ms) in windows_ms.iter().enumerate() {
-                let have = match entry
-                    .block
-                    .window_rates(at_ms, window_ms, &mut rates, &mut present, &mut scratch)
-                {
-                    WindowRates::None => continue,
-                    WindowRates::All => None,
-                    WindowRates::Some => Some(present.as_slice()),
-                };
-                let stats = &mut stats[w][edge];
-                stats.duration_buckets.reserve(plan.buckets());
-                plan.add_rates(&rates, have, &mut sums, stats, flags);
+                bounds.clear();
+                let mut touched = 0;
+                for entry in chunk.iter().flatten() {
+                    let b = entry.block.window_bounds(at_ms, window_ms);
+                    touched ^= entry.block.touch(&b);
+                    bounds.push(b);
+                }
+                std::hint::black_box(touched);
+                for (entry, b) in chunk.iter().flatten().zip(&bounds) {
+                    let Some(plan) = &entry.plan else { continue };
+                    let have = match entry.block.window_rates(b, &mut rates, &mut present, &mut scratch) {
+                        WindowRates::None => continue,
+                        WindowRates::All => None,
+                        WindowRates::Some => Some(present.as_slice()),
+                    };
+                    let stats = &mut stats[w][entry.edge as usize];
+                    stats.duration_buckets.reserve(plan.buckets());
+                    plan.add_rates(&rates, have, &mut sums, stats, flags);
+                }
             }
         }
+        let keys = Arc::clone(inner.keys.get_or_insert_with(|| {
+            Arc::new(inner.edges.iter().map(|e| Some(Arc::clone(&e.as_ref()?.key))).collect())
+        }));
         windows_ms
             .iter()
             .zip(stats)
             .map(|(&window_ms, stats)| WindowSnapshot {
                 at_ms,
                 window_ms,
-                edges: inner
-                    .edges
-                    .iter()
-                    .zip(stats)
-                    .filter_map(|(e, s)| {
-                        let e = e.as_ref()?;
-                        (include_idle || s.is_active()).then(|| (Arc::clone(&e.key), s))
-                    })
-                    .collect(),
+                keys: Arc::clone(&keys),
+                stats,
+                include_idle,
             })
             .collect()
     }
@@ -350,17 +380,9 @@ impl EdgeTable {
     /// Gives the stats of a snapshot no one holds any more back for the next computation to
     /// reuse (the refresh replaces each window's snapshot; their allocations are recycled).
     pub fn recycle(&self, snapshot: WindowSnapshot) {
-        let mut stats: Vec<EdgeStats> = snapshot
-            .edges
-            .into_iter()
-            .map(|(_, mut s)| {
-                s.clear();
-                s
-            })
-            .collect();
         let mut spare = self.spare.lock();
-        if spare.len() < 4 * stats.len().max(1024) {
-            spare.append(&mut stats);
+        if spare.len() < 4 {
+            spare.push(snapshot.stats);
         }
     }
 
@@ -437,6 +459,9 @@ impl EdgeTable {
         let mut dropped = 0;
         for b in 0..inner.blocks.len() {
             dropped += inner.expire_block(b, cutoff);
+        }
+        if dropped > 0 {
+            inner.plans.prune();
         }
         for g in 0..inner.gauges.len() {
             let Some(track) = inner.gauges[g].as_mut() else {

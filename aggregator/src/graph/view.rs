@@ -209,7 +209,7 @@ fn node_key(e: &Endpoint, destination: bool, t: GraphType, services: &WorkloadSe
 /// Builds the graph from a window snapshot.
 pub fn build(snap: &WindowSnapshot, window: &str, q: &GraphQuery, services: &WorkloadServices) -> Graph {
     let mut merged: BTreeMap<(NodeKey, NodeKey), (EdgeStats, BTreeSet<Name>)> = BTreeMap::new();
-    for (fine, stats) in &snap.edges {
+    for (fine, stats) in snap.edges() {
         let src = node_key(&fine.source, false, q.graph_type, services);
         let dst = node_key(&fine.destination, true, q.graph_type, services);
         let keep = |n: &NodeKey| {

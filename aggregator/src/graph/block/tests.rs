@@ -77,7 +77,8 @@ fn rates_equal_the_kernel_on_each_series_samples() {
         let got: Vec<Vec<Option<f64>>> = windows
             .iter()
             .map(|&window| {
-                let mut got = match block.window_rates(end, window, &mut rates, &mut present, &mut scratch) {
+                let bounds = block.window_bounds(end, window);
+                let mut got = match block.window_rates(&bounds, &mut rates, &mut present, &mut scratch) {
                     WindowRates::None => Vec::new(),
                     WindowRates::All => rates.iter().copied().map(Some).collect(),
                     WindowRates::Some => rates.iter().zip(&present).map(|(&r, &p)| p.then_some(r)).collect(),
@@ -120,7 +121,8 @@ fn removing_columns_keeps_the_others_values() {
     assert_eq!(block.retain_columns(|c| c == 1), vec![0, 2]);
     assert_eq!(block.columns(), 2);
     let mut rates = Vec::new();
-    let got = block.window_rates(15_000, 60_000, &mut rates, &mut Vec::new(), &mut Vec::new());
+    let bounds = block.window_bounds(15_000, 60_000);
+    let got = block.window_rates(&bounds, &mut rates, &mut Vec::new(), &mut Vec::new());
     assert_eq!(got, WindowRates::All);
     let kernel = |c: i64| {
         let s: Vec<Sample> = (0..4)

@@ -23,6 +23,7 @@ impl Inner {
             }
         };
         self.edge_ids.insert(key.clone(), id);
+        self.keys = None;
         id
     }
 
@@ -178,6 +179,7 @@ impl Inner {
             if e.tracks == 0 {
                 self.edge_ids.remove(&e.key);
                 *slot = None;
+                self.keys = None;
                 self.free_edges.push(edge);
                 if let Some(inc) = self.edge_increments.get_mut(edge as usize) {
                     *inc = None; // The id may be reused by another edge.
@@ -259,7 +261,7 @@ impl Inner {
             if self.edge_increments[e].is_none() {
                 self.dirty_edges.push(entry.edge);
             }
-            let buckets = entry.plan().buckets();
+            let buckets = entry.plan(&mut self.plans).buckets();
             let edge_inc = self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets));
             let slot = &mut self.services[entry.service as usize];
             if slot.pending.is_none() {

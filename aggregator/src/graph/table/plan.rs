@@ -4,6 +4,9 @@
 //! rates or a scrape's increments is a loop of additions, and only the per-slot sums are turned
 //! into [`EdgeStats`] fields, buckets and flags.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use crate::graph::istio::{Measure, Name};
 use crate::graph::stats::EdgeStats;
 
@@ -39,6 +42,65 @@ pub(super) struct Plan {
     les: Vec<f64>,
     /// Flag ids ([`SeriesRole::flags`]) of the slots after the buckets.
     flags: Vec<u32>,
+}
+
+/// Plans shared by the blocks whose series have the same roles (the proxies of a mesh report
+/// the same histogram and response codes, so a few plans serve every block, and they stay in
+/// cache while a refresh walks the blocks).
+#[derive(Default)]
+pub(super) struct Plans {
+    by_roles: HashMap<Vec<RoleKey>, Arc<Plan>>,
+}
+
+/// What of a [`SeriesRole`] a plan depends on, hashable.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RoleKey {
+    /// The measure's discriminant, with the bucket bound's bits.
+    measure: (u8, u64),
+    primary: bool,
+    mtls: Option<bool>,
+    flags: u32,
+}
+
+impl RoleKey {
+    fn of(role: &SeriesRole) -> Self {
+        let measure = match role.measure {
+            Measure::Requests { class, error } => (0, ((class as u64) << 1) | u64::from(error)),
+            Measure::DurationBucket { le } => (1, le.to_bits()),
+            Measure::DurationSum => (2, 0),
+            Measure::RequestBytes => (3, 0),
+            Measure::ResponseBytes => (4, 0),
+            Measure::TcpReceived => (5, 0),
+            Measure::TcpSent => (6, 0),
+            Measure::TcpOpened => (7, 0),
+        };
+        Self {
+            measure,
+            primary: role.primary,
+            mtls: role.mtls,
+            flags: role.flags,
+        }
+    }
+}
+
+impl Plans {
+    /// The plan for series with `roles`, built on first use.
+    pub fn get(&mut self, roles: &[SeriesRole]) -> Arc<Plan> {
+        if self.by_roles.len() >= 4096 {
+            self.prune(); // Plans of blocks that have since grown or gone.
+        }
+        let key: Vec<RoleKey> = roles.iter().map(RoleKey::of).collect();
+        Arc::clone(
+            self.by_roles
+                .entry(key)
+                .or_insert_with(|| Arc::new(Plan::build(roles))),
+        )
+    }
+
+    /// Forgets the plans no block uses.
+    pub fn prune(&mut self) {
+        self.by_roles.retain(|_, plan| Arc::strong_count(plan) > 1);
+    }
 }
 
 /// Scratch space for [`Plan::add_rates`] and [`Plan::add_increments`], reused between blocks.
