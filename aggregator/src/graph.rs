@@ -17,6 +17,7 @@
 //! [`GraphService::refresh`]).
 
 mod block;
+mod prefetch;
 pub mod derived;
 pub mod dot;
 pub mod health_input;

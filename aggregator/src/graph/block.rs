@@ -11,6 +11,8 @@
 
 use meshfed_model::Sample;
 
+use crate::graph::prefetch;
+
 /// Marks "no sample of this series in this row" (a NaN no parser or store produces: a value
 /// with these bits is stored as the canonical NaN instead).
 const ABSENT_BITS: u64 = 0x7ff8_6d65_7368_0001;
@@ -30,11 +32,11 @@ struct RowMeta {
 }
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Block {
-    /// Per series: its newest value (NaN before the first sample), for resets and increments.
-    last_v: Vec<f64>,
-    /// Ring of row metadata and of row values (`last_v.len()` per row), `cap` rows each.
+    /// Series (columns). Each series' newest value is kept by the caller (see [`Block::push`]).
+    n: usize,
+    /// Ring of row metadata and of row values (`n` per row), `cap` rows each.
     meta: Vec<RowMeta>,
     values: Vec<f64>,
     start: usize,
@@ -42,6 +44,26 @@ pub(crate) struct Block {
     /// Rows of the ring that are not full or hold a reset: while there are none, every window
     /// is regular without looking at its rows.
     irregular: usize,
+    /// The newest row's time (`i64::MIN` without rows), kept here so that a sample finds its row
+    /// without reading the row metadata, which is out of cache by the next scrape.
+    newest_t: i64,
+    /// The oldest row's time (`i64::MAX` without rows), for the same reason.
+    oldest_t: i64,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Self {
+            n: 0,
+            meta: Vec::new(),
+            values: Vec::new(),
+            start: 0,
+            len: 0,
+            irregular: 0,
+            newest_t: i64::MIN,
+            oldest_t: i64::MAX,
+        }
+    }
 }
 
 /// Outcome of [`Block::push`].
@@ -67,7 +89,7 @@ pub(crate) enum WindowRates {
 impl Block {
     /// Series (columns).
     pub fn columns(&self) -> usize {
-        self.last_v.len()
+        self.n
     }
 
     fn cap(&self) -> usize {
@@ -96,18 +118,15 @@ impl Block {
     /// and last row and checked with a row or two (each row's time is a cache miss), with a
     /// binary search where the guess is off.
     fn rows_until(&self, t: i64, hi: usize) -> usize {
-        if hi == 0 || self.row_t(0) > t {
+        if hi == 0 || self.oldest_t > t {
             return 0;
         }
-        let last = self.row_t(hi - 1);
+        let last = if hi == self.len { self.newest_t } else { self.row_t(hi - 1) };
         if last <= t {
             return hi;
         }
         // Between row 0 (<= t) and row hi - 1 (> t).
-        let first = self.row_t(0);
-        let span = i128::from(last) - i128::from(first);
-        let guess = ((i128::from(t) - i128::from(first)) * (hi - 1) as i128 / span) as usize + 1;
-        let guess = guess.clamp(1, hi - 1);
+        let guess = Self::guess(t, self.oldest_t, last, hi);
         let (mut lo, mut hi) = if self.row_t(guess) > t {
             if self.row_t(guess - 1) <= t {
                 return guess;
@@ -128,6 +147,36 @@ impl Block {
             }
         }
         lo
+    }
+
+    /// Where among `rows` rows from `first` to `last` (times) the first row after `t` is, if
+    /// they are evenly spaced; in `1..rows - 1` (`first <= t < last`).
+    fn guess(t: i64, first: i64, last: i64, rows: usize) -> usize {
+        let span = (i128::from(last) - i128::from(first)).max(1);
+        let guess = ((i128::from(t) - i128::from(first)) * (rows - 1) as i128 / span) as usize + 1;
+        guess.clamp(1, rows.saturating_sub(1).max(1))
+    }
+
+    /// Asks for the memory [`Block::window_bounds`] and [`Block::window_rates`] will read for
+    /// the window, found from the rows' first and last times alone (rows are about evenly
+    /// spaced), so a refresh can ask for several blocks' rows before it needs them.
+    pub fn prefetch_window(&self, at_ms: i64, window_ms: i64) {
+        if self.len < 2 || self.newest_t > at_ms {
+            return;
+        }
+        let start = at_ms - window_ms;
+        let lo = if start < self.oldest_t || start >= self.newest_t {
+            0
+        } else {
+            Self::guess(start, self.oldest_t, self.newest_t, self.len)
+        };
+        let n = self.n;
+        for row in [lo, self.len - 1] {
+            let p = self.phys(row);
+            prefetch::line(&self.meta[p]);
+            prefetch::slice(&self.values[p * n..(p + 1) * n]);
+        }
+        prefetch::line(&self.meta[self.phys(lo.saturating_sub(1))]);
     }
 
     /// Rewrites the ring linearly with room for `cap` rows, the columns `keep` (old index per
@@ -167,12 +216,14 @@ impl Block {
             meta[dst] = m;
             dst += 1;
         }
-        self.last_v = keep.iter().map(|k| k.map_or(f64::NAN, |old| self.last_v[old])).collect();
+        self.n = n;
         self.meta = meta;
         self.values = values;
         self.start = 0;
         self.len = rows;
         self.irregular = (0..rows).filter(|&r| self.is_irregular(&self.meta[r])).count();
+        self.newest_t = if rows > 0 { self.meta[rows - 1].t } else { i64::MIN };
+        self.oldest_t = if rows > 0 { self.meta[0].t } else { i64::MAX };
     }
 
     /// Adds a series (absent from every kept row); returns its column.
@@ -185,7 +236,7 @@ impl Block {
             self.values = Vec::new();
             self.meta = Vec::new();
             self.start = 0;
-            self.last_v.push(f64::NAN);
+            self.n += 1;
         }
         n
     }
@@ -218,6 +269,10 @@ impl Block {
         self.values[p * n..(p + 1) * n].fill(f64::from_bits(ABSENT_BITS));
         self.len += 1;
         self.irregular += usize::from(n > 0);
+        self.newest_t = t;
+        if self.len == 1 {
+            self.oldest_t = t;
+        }
         self.len - 1
     }
 
@@ -229,14 +284,25 @@ impl Block {
             .map(|r| self.row_t(r))
     }
 
-    /// Stores `v` at `t` for series `col`.
-    pub fn push(&mut self, col: usize, t: i64, v: f64) -> Pushed {
+    /// Asks for the memory a sample at a time after the newest row will write (the next row's
+    /// slot in the ring and its metadata), ahead of [`Block::push`].
+    pub fn prefetch_next_row(&self) {
+        if self.len < self.cap() {
+            let p = self.phys(self.len);
+            prefetch::line(&self.meta[p]);
+            prefetch::slice(&self.values[p * self.n..(p + 1) * self.n]);
+        }
+    }
+
+    /// Stores `v` at `t` for series `col`, whose newest value is `last` (NaN before its first
+    /// sample; updated here). The caller keeps the newest values apart from the block, in the
+    /// order samples arrive in, so the per-sample path reads them in sequence.
+    pub fn push(&mut self, col: usize, t: i64, v: f64, last: &mut f64) -> Pushed {
         let v = if absent(v) { f64::NAN } else { v };
         let n = self.columns();
-        let newest = if self.len > 0 { self.row_t(self.len - 1) } else { i64::MIN };
-        let row = if t > newest {
+        let row = if t > self.newest_t {
             self.new_row(t)
-        } else if t == newest {
+        } else if t == self.newest_t {
             if !absent(self.values[self.phys(self.len - 1) * n + col]) {
                 return Pushed::Refused;
             }
@@ -245,7 +311,7 @@ impl Block {
             // Older than the newest row (another series of the block is ahead): a rare path.
             // Refused like the store: not newer than the series' newest sample; and older than
             // every kept row (the series' newest may have expired; no window reaches there).
-            if t < self.row_t(0) || self.newest_time(col).is_some_and(|last| last >= t) {
+            if t < self.oldest_t || self.newest_time(col).is_some_and(|last| last >= t) {
                 return Pushed::Refused;
             }
             let at = self.rows_until(t - 1, self.len);
@@ -256,7 +322,7 @@ impl Block {
             at
         };
         let p = self.phys(row);
-        let previous = std::mem::replace(&mut self.last_v[col], v);
+        let previous = std::mem::replace(last, v);
         self.values[p * n + col] = v;
         let m = self.meta[p];
         let was = self.is_irregular(&m);
@@ -286,14 +352,16 @@ impl Block {
 
     /// Forgets rows older than `cutoff`.
     pub fn expire(&mut self, cutoff: i64) {
-        while self.len > 0 && self.row_t(0) < cutoff {
+        while self.len > 0 && self.oldest_t < cutoff {
             let m = self.meta[self.start];
             self.irregular -= usize::from(self.is_irregular(&m));
             self.start = self.phys(1);
             self.len -= 1;
+            self.oldest_t = if self.len > 0 { self.row_t(0) } else { i64::MAX };
         }
         if self.len == 0 {
             self.start = 0;
+            self.newest_t = i64::MIN;
         }
         if self.cap() > 4 * self.len.max(8) {
             let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
@@ -317,24 +385,6 @@ impl Block {
             at_ms,
             window_ms,
         }
-    }
-
-    /// Reads the rows [`Block::window_rates`] will read for `bounds`, so that they are in cache
-    /// by then; returns a value computed from them, for the caller to pass to
-    /// [`std::hint::black_box`]. A refresh first finds the bounds of a few blocks and touches
-    /// their rows, then computes their rates: the memory reads of several blocks are then
-    /// under way at once instead of one block after the other.
-    pub fn touch(&self, bounds: &Bounds) -> u64 {
-        let n = self.columns();
-        if !bounds.regular || bounds.hi - bounds.lo < 2 || n == 0 {
-            return 0;
-        }
-        let (pf, pl) = (self.phys(bounds.lo) * n, self.phys(bounds.hi - 1) * n);
-        let mut x = self.values[pf + n - 1].to_bits() ^ self.values[pl + n - 1].to_bits();
-        for c in (0..n).step_by(8) {
-            x ^= self.values[pf + c].to_bits() ^ self.values[pl + c].to_bits();
-        }
-        x
     }
 
     /// `rate(…[w])` at the instant of `bounds` ([`Block::window_bounds`]) of every series

@@ -70,7 +70,7 @@ struct SeriesRole {
 
 /// The series of one edge as one proxy reports them (same `pod` and `instance`), scraped
 /// together and so sharing their timestamps. Per series (in column order): `roles`, `refs`,
-/// `born`, `pending`.
+/// `born`, `states`.
 struct BlockEntry {
     edge: u32,
     /// The edge's destination service (index into the table).
@@ -81,8 +81,8 @@ struct BlockEntry {
     /// The table's newest sample time when the series was registered: a series announced but
     /// not yet sampled is kept for a full retention period.
     born: Vec<i64>,
-    /// Counter increment since the increments were last folded ([`Inner::fold`]).
-    pending: Vec<f64>,
+    /// Index of each series' [`SeriesState`].
+    states: Vec<u32>,
     /// How the series add into the edge's figures; `None` after the series changed.
     plan: Option<Arc<Plan>>,
     /// Some series is primary (its samples count for health).
@@ -103,8 +103,9 @@ impl BlockEntry {
     }
 }
 
-/// Blocks a window computation reads at once (see [`EdgeTable::compute_many`]).
-const BLOCKS_AT_ONCE: usize = 16;
+/// How many blocks ahead a window computation asks for a block's rows (see
+/// [`EdgeTable::compute_many`]).
+const PREFETCH_BLOCKS: usize = 8;
 
 /// Edge id, `pod`, `instance`.
 type BlockKey = (u32, Name, Name);
@@ -118,14 +119,27 @@ struct GaugeTrack {
     born_ms: i64,
 }
 
+/// What the per-sample path reads and writes of an Istio series, kept apart from its block in
+/// an array of its own: series registered together (a collector's series, in scrape order) sit
+/// side by side, so a batch reads these in sequence instead of a block's memory per series.
+#[derive(Clone, Copy, Debug)]
+struct SeriesState {
+    block: u32,
+    col: u32,
+    /// Newest value (NaN before the first sample).
+    last: f64,
+    /// Counter increment since the increments were last folded ([`Inner::fold`]).
+    pending: f64,
+}
+
 /// Where a series ref's samples go.
 #[derive(Clone, Copy, Debug, Default)]
 enum Loc {
     /// Not used by the graph.
     #[default]
     None,
-    /// Block and column.
-    Column(u32, u32),
+    /// Index into the series states.
+    Series(u32),
     /// Index into the gauges.
     Gauge(u32),
 }
@@ -139,6 +153,8 @@ struct EdgeEntry {
 #[derive(Default)]
 struct Inner {
     by_ref: Vec<Loc>,
+    states: Vec<SeriesState>,
+    free_states: Vec<u32>,
     blocks: Vec<Option<BlockEntry>>,
     free_blocks: Vec<u32>,
     block_ids: HashMap<BlockKey, u32>,
@@ -331,34 +347,30 @@ impl EdgeTable {
             })
             .collect();
         let (mut rates, mut present, mut scratch, mut sums) = (Vec::new(), Vec::new(), Vec::new(), Sums::default());
-        let mut bounds = Vec::with_capacity(BLOCKS_AT_ONCE);
+        for entry in inner.blocks.iter_mut().flatten() {
+            entry.plan(&mut inner.plans);
+        }
         let flags = &inner.flag_names;
-        // A few blocks at a time: their window bounds and rows are read first, all of them, so
-        // the memory reads overlap; the rates are then computed from cache.
-        for chunk in inner.blocks.chunks_mut(BLOCKS_AT_ONCE) {
-            for entry in chunk.iter_mut().flatten() {
-                entry.plan(&mut inner.plans);
-            }
-            for (w, &window_ms) in windows_ms.iter().enumerate() {
-                bounds.clear();
-                let mut touched = 0;
-                for entry in chunk.iter().flatten() {
-                    let b = entry.block.window_bounds(at_ms, window_ms);
-                    touched ^= entry.block.touch(&b);
-                    bounds.push(b);
+        let blocks = &inner.blocks;
+        for (w, &window_ms) in windows_ms.iter().enumerate() {
+            let stats = &mut stats[w];
+            for (i, entry) in blocks.iter().enumerate() {
+                // The rows of a block a few places ahead are asked for now, so that several
+                // blocks' memory reads are under way at once.
+                if let Some(Some(ahead)) = blocks.get(i + PREFETCH_BLOCKS) {
+                    ahead.block.prefetch_window(at_ms, window_ms);
                 }
-                std::hint::black_box(touched);
-                for (entry, b) in chunk.iter().flatten().zip(&bounds) {
-                    let Some(plan) = &entry.plan else { continue };
-                    let have = match entry.block.window_rates(b, &mut rates, &mut present, &mut scratch) {
-                        WindowRates::None => continue,
-                        WindowRates::All => None,
-                        WindowRates::Some => Some(present.as_slice()),
-                    };
-                    let stats = &mut stats[w][entry.edge as usize];
-                    stats.duration_buckets.reserve(plan.buckets());
-                    plan.add_rates(&rates, have, &mut sums, stats, flags);
-                }
+                let Some(entry) = entry else { continue };
+                let Some(plan) = &entry.plan else { continue };
+                let bounds = entry.block.window_bounds(at_ms, window_ms);
+                let have = match entry.block.window_rates(&bounds, &mut rates, &mut present, &mut scratch) {
+                    WindowRates::None => continue,
+                    WindowRates::All => None,
+                    WindowRates::Some => Some(present.as_slice()),
+                };
+                let stats = &mut stats[entry.edge as usize];
+                stats.duration_buckets.reserve(plan.buckets());
+                plan.add_rates(&rates, have, &mut sums, stats, flags);
             }
         }
         let keys = Arc::clone(inner.keys.get_or_insert_with(|| {

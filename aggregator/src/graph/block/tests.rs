@@ -33,6 +33,7 @@ fn rates_equal_the_kernel_on_each_series_samples() {
             assert_eq!(block.add_column(), c);
         }
         let mut values: Vec<f64> = (0..n_cols).map(|_| rng.below(1000) as f64).collect();
+        let mut last = vec![f64::NAN; n_cols + 1];
         let scrapes = 2 + rng.below(40) as i64;
         let t0 = 1_000_000 + rng.below(5_000) as i64;
         for k in 0..scrapes {
@@ -51,7 +52,7 @@ fn rates_equal_the_kernel_on_each_series_samples() {
                 } else {
                     values[c] + rng.below(50) as f64
                 };
-                if let Pushed::Stored(_) = block.push(c, t + shift, values[c]) {
+                if let Pushed::Stored(_) = block.push(c, t + shift, values[c], &mut last[c]) {
                     truth[c].push(Sample {
                         timestamp_ms: t + shift,
                         value: values[c],
@@ -113,9 +114,10 @@ fn removing_columns_keeps_the_others_values() {
     for _ in 0..3 {
         block.add_column();
     }
+    let mut last = [f64::NAN; 3];
     for k in 0..4 {
         for c in 0..3 {
-            block.push(c, k * 5_000, (k * 10 + c as i64) as f64);
+            block.push(c, k * 5_000, (k * 10 + c as i64) as f64, &mut last[c]);
         }
     }
     assert_eq!(block.retain_columns(|c| c == 1), vec![0, 2]);
@@ -134,8 +136,8 @@ fn removing_columns_keeps_the_others_values() {
         meshfed_query::kernels::counter_rate(&s, 15_000 - 60_000, 15_000).unwrap()
     };
     assert_eq!(rates, vec![kernel(0), kernel(2)]);
-    assert_eq!(block.push(0, 15_000, 1.0), Pushed::Refused);
-    assert_eq!(block.push(1, 10_000, 1.0), Pushed::Refused, "not newer than its newest");
+    assert_eq!(block.push(0, 15_000, 1.0, &mut last[0]), Pushed::Refused);
+    assert_eq!(block.push(1, 10_000, 1.0, &mut last[2]), Pushed::Refused, "not newer than its newest");
 }
 
 /// Rows that are not full or hold a reset are counted as the ring changes, so a block known
@@ -146,12 +148,13 @@ fn irregular_rows_are_counted_through_pushes_expiry_and_relayout() {
     block.add_column();
     block.add_column();
     let count = |b: &Block| (0..b.len).filter(|&r| b.is_irregular(&b.meta[b.phys(r)])).count();
+    let mut last = [f64::NAN; 2];
     for k in 0..6 {
-        block.push(0, k * 5_000, (10 * k) as f64);
+        block.push(0, k * 5_000, (10 * k) as f64, &mut last[0]);
         assert_eq!(block.irregular, count(&block));
         if k != 2 {
             let v = if k == 4 { 0.0 } else { (10 * k) as f64 };
-            block.push(1, k * 5_000, v);
+            block.push(1, k * 5_000, v, &mut last[1]);
         }
         assert_eq!(block.irregular, count(&block));
     }
@@ -173,9 +176,10 @@ fn rows_until_agrees_with_a_scan() {
         let mut block = Block::default();
         block.add_column();
         let mut t = rng.below(10_000) as i64;
+        let mut last = f64::NAN;
         for _ in 0..1 + rng.below(60) {
             t += if case % 3 == 0 { 1 + rng.below(60_000) as i64 } else { 5_000 };
-            block.push(0, t, 1.0);
+            block.push(0, t, 1.0, &mut last);
         }
         if case % 4 == 0 {
             block.expire(t - rng.below(200_000) as i64);

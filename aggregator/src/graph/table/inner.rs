@@ -2,6 +2,7 @@
 //! blocks, applying a batch, expiring rows and folding the blocks' increments.
 
 use super::*;
+use crate::graph::prefetch;
 
 impl Inner {
     pub(super) fn edge_id(&mut self, key: &FineEdge) -> u32 {
@@ -74,7 +75,7 @@ impl Inner {
                     roles: Vec::new(),
                     refs: Vec::new(),
                     born: Vec::new(),
-                    pending: Vec::new(),
+                    states: Vec::new(),
                     plan: None,
                     has_primary: false,
                     dirty: false,
@@ -100,13 +101,29 @@ impl Inner {
             return;
         };
         let c = entry.block.add_column();
+        let state = SeriesState {
+            block: b,
+            col: c as u32,
+            last: f64::NAN,
+            pending: 0.0,
+        };
+        let s = match self.free_states.pop() {
+            Some(s) => {
+                self.states[s as usize] = state;
+                s
+            }
+            None => {
+                self.states.push(state);
+                (self.states.len() - 1) as u32
+            }
+        };
         entry.roles.push(role);
         entry.refs.push(series_ref);
         entry.born.push(born);
-        entry.pending.push(0.0);
+        entry.states.push(s);
         entry.plan = None;
         entry.has_primary |= role.primary;
-        self.set_loc(series_ref, Loc::Column(b, c as u32));
+        self.set_loc(series_ref, Loc::Series(s));
     }
 
     pub(super) fn insert_gauge(&mut self, track: GaugeTrack) {
@@ -141,30 +158,29 @@ impl Inner {
         }
         let drop: Vec<bool> = (0..entry.block.columns()).map(|c| gone(entry, c)).collect();
         let kept = entry.block.retain_columns(|c| drop[c]);
-        let removed: Vec<u64> = (0..drop.len()).filter(|&c| drop[c]).map(|c| entry.refs[c]).collect();
+        let removed: Vec<(u64, u32)> = (0..drop.len())
+            .filter(|&c| drop[c])
+            .map(|c| (entry.refs[c], entry.states[c]))
+            .collect();
         entry.roles = kept.iter().map(|&c| entry.roles[c]).collect();
         entry.refs = kept.iter().map(|&c| entry.refs[c]).collect();
         entry.born = kept.iter().map(|&c| entry.born[c]).collect();
-        entry.pending = kept.iter().map(|&c| entry.pending[c]).collect();
+        entry.states = kept.iter().map(|&c| entry.states[c]).collect();
         entry.plan = None;
         entry.has_primary = entry.roles.iter().any(|r| r.primary);
+        for (c, &s) in entry.states.iter().enumerate() {
+            self.states[s as usize].col = c as u32;
+        }
         let edge = entry.edge;
-        let moved = std::mem::take(&mut entry.refs);
-        let empty = moved.is_empty();
-        if empty {
+        if entry.states.is_empty() {
             let key = entry.key.clone();
             self.block_ids.remove(&key);
             self.blocks[b] = None;
             self.free_blocks.push(b as u32);
         }
-        for (c, &r) in moved.iter().enumerate() {
-            self.by_ref[r as usize] = Loc::Column(b as u32, c as u32);
-        }
-        if let Some(entry) = self.blocks[b].as_mut() {
-            entry.refs = moved;
-        }
-        for &r in &removed {
+        for &(r, s) in &removed {
             self.by_ref[r as usize] = Loc::None;
+            self.free_states.push(s);
             self.release_edge(edge);
         }
         removed.len()
@@ -188,15 +204,46 @@ impl Inner {
         }
     }
 
+    /// The block of a sample of `series_ref`, if it goes to one.
+    fn block_of(&self, series_ref: u64) -> Option<usize> {
+        match self.by_ref.get(series_ref as usize) {
+            Some(&Loc::Series(s)) => Some(self.states[s as usize].block as usize),
+            _ => None,
+        }
+    }
+
     pub(super) fn apply(&mut self, samples: &[(u64, i64, f64)]) {
-        for &(series_ref, t, v) in samples {
+        // A block's samples come one after the other. Samples `FAR` ahead have their block's
+        // entry asked for; `NEAR` ahead (the entry is in cache by then) the row they will write.
+        const FAR: usize = 64;
+        const NEAR: usize = 24;
+        let (mut far_block, mut near_block) = (usize::MAX, usize::MAX);
+        for (i, &(series_ref, t, v)) in samples.iter().enumerate() {
+            if let Some(&(ahead, _, _)) = samples.get(i + FAR)
+                && let Some(b) = self.block_of(ahead)
+                && b != far_block
+            {
+                far_block = b;
+                if let Some(entry) = &self.blocks[b] {
+                    prefetch::value(entry);
+                }
+            }
+            if let Some(&(ahead, _, _)) = samples.get(i + NEAR)
+                && let Some(b) = self.block_of(ahead)
+                && b != near_block
+            {
+                near_block = b;
+                if let Some(entry) = &self.blocks[b] {
+                    entry.block.prefetch_next_row();
+                }
+            }
             let Some(&loc) = self.by_ref.get(series_ref as usize) else {
                 continue;
             };
             if is_stale_nan(v) {
                 continue;
             }
-            let (b, c) = match loc {
+            let s = match loc {
                 Loc::None => continue,
                 Loc::Gauge(g) => {
                     // Gauges need only their newest value.
@@ -213,12 +260,14 @@ impl Inner {
                     });
                     continue;
                 }
-                Loc::Column(b, c) => (b as usize, c as usize),
+                Loc::Series(s) => s as usize,
             };
+            let state = &mut self.states[s];
+            let (b, c) = (state.block as usize, state.col as usize);
             let Some(entry) = self.blocks[b].as_mut() else {
                 continue;
             };
-            let Pushed::Stored(previous) = entry.block.push(c, t, v) else {
+            let Pushed::Stored(previous) = entry.block.push(c, t, v, &mut state.last) else {
                 continue; // The store refused it too: a duplicate or out of order.
             };
             self.newest_ms = self.newest_ms.max(t);
@@ -231,7 +280,7 @@ impl Inner {
             } else {
                 v - previous
             };
-            entry.pending[c] += inc;
+            state.pending += inc;
             if !entry.has_primary {
                 continue;
             }
@@ -249,7 +298,20 @@ impl Inner {
     /// per-sample path only adds into its column.
     pub(super) fn fold(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty_blocks);
-        for &b in &dirty {
+        for (i, &b) in dirty.iter().enumerate() {
+            // Blocks further down the list are asked for in steps: the entry, then its list of
+            // series, then their states (each step needs the one before in cache).
+            for (ahead, step) in [(12, 0), (8, 1), (4, 2)] {
+                if let Some(&a) = dirty.get(i + ahead)
+                    && let Some(entry) = &self.blocks[a as usize]
+                {
+                    match step {
+                        0 => prefetch::value(entry),
+                        1 => prefetch::slice(&entry.states),
+                        _ => entry.states.iter().for_each(|&s| prefetch::line(&self.states[s as usize])),
+                    }
+                }
+            }
             let Some(entry) = self.blocks[b as usize].as_mut() else {
                 continue;
             };
@@ -274,8 +336,11 @@ impl Inner {
             service_inc.newest_ms = service_inc.newest_ms.max(entry.newest_t);
             let Some(plan) = &entry.plan else { continue };
             let into = [edge_inc, &mut service_inc.stats];
-            plan.add_increments(&entry.pending, &mut self.sums, into, &self.flag_names);
-            entry.pending.fill(0.0);
+            let states = &mut self.states;
+            plan.add_increments(|c| states[entry.states[c] as usize].pending, &mut self.sums, into, &self.flag_names);
+            for &s in &entry.states {
+                states[s as usize].pending = 0.0;
+            }
         }
         dirty.clear();
         self.dirty_blocks = dirty;

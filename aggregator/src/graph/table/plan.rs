@@ -210,12 +210,19 @@ impl Plan {
     /// Adds the primary series' increments (one per column) into each of `into`.
     pub fn add_increments(
         &self,
-        increments: &[f64],
+        increment: impl Fn(usize) -> f64,
         sums: &mut Sums,
         into: [&mut EdgeStats; 2],
         flag_names: &[Name],
     ) {
-        self.sum(&self.increments, increments, None, sums);
+        let Sums { acc, seen } = sums;
+        acc.clear();
+        acc.resize(self.slots(), 0.0);
+        seen.clear();
+        seen.resize(self.slots(), true);
+        for &(c, s) in &self.increments {
+            acc[s as usize] += increment(c as usize);
+        }
         for stats in into {
             self.add_sums(sums, stats, flag_names);
         }
