@@ -37,6 +37,11 @@ use parking_lot::RwLock;
 pub use table::{EdgeTable, WindowSnapshot};
 pub use view::{Edge, Graph, GraphQuery, GraphType, Node};
 
+/// Every how many [`GraphService::refresh`] calls expired samples and series are forgotten (at
+/// the default 5 s, every 30 s: a window never reads rows past its length, so this only bounds
+/// how long the table keeps them beyond its retention).
+const EXPIRE_EVERY: u64 = 6;
+
 /// Windows the graph keeps rates for unless configured otherwise.
 pub const DEFAULT_WINDOWS: [&str; 3] = ["1m", "5m", "10m"];
 
@@ -88,13 +93,17 @@ impl GraphService {
         &self.windows
     }
 
-    /// Forgets expired series and recomputes at `now_ms` the snapshots that are due: the
+    /// Recomputes at `now_ms` the snapshots that are due (and every [`EXPIRE_EVERY`]th call
+    /// first forgets expired samples and series): the
     /// shortest window on every call, a window `k` times as long on every `k`-th call (1m, 5m,
     /// 10m: every call, every 5th, every 10th), so each snapshot is equally fresh relative to
     /// its length and the work per call is about 1.3 windows instead of 3. A snapshot is exact
     /// at its own `at_ms`. Returns the windows recomputed (ms).
     pub fn refresh(&self, now_ms: i64) -> Vec<i64> {
         let n = self.refreshes.fetch_add(1, Ordering::AcqRel);
+        if n.is_multiple_of(EXPIRE_EVERY) {
+            self.table.expire();
+        }
         let due: Vec<i64> = {
             let snaps = self.snapshots.read();
             self.every
@@ -109,12 +118,12 @@ impl GraphService {
 
     /// Recomputes every window's snapshot at `now_ms` (and forgets expired series).
     pub fn refresh_all(&self, now_ms: i64) {
+        self.table.expire();
         let all: Vec<i64> = self.windows.values().copied().collect();
         self.recompute(now_ms, &all);
     }
 
     fn recompute(&self, now_ms: i64, windows: &[i64]) {
-        self.table.expire();
         for snap in self.table.compute_many(now_ms, windows, true) {
             let old = self.snapshots.write().insert(snap.window_ms, Arc::new(snap));
             // Unless a reader still holds it, its allocations serve the next computation.

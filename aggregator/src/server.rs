@@ -70,6 +70,8 @@ impl Aggregator {
         if !config.graph.enabled {
             graph = graph.without_tracking();
         }
+        // Edge increments feed only the derived series.
+        graph.table.collect_edge_increments(config.graph.derived_series);
         let graph = Arc::new(graph);
         let health = Arc::new(HealthModel::new(config.health.clone()));
         let controller = Arc::new(crate::controller::Controller::new(config.controller.clone()));
@@ -323,10 +325,11 @@ fn spawn_graph_upkeep(
                 _ = refresh.tick() => {
                     let s = state.clone();
                     let now = crate::http::now_ms();
+                    let derived = writer.is_some();
                     let increments = match tokio::task::spawn_blocking(move || {
                         s.graph.refresh(now);
                         s.prerender();
-                        s.graph.table.take_increments()
+                        if derived { s.graph.table.take_increments() } else { Vec::new() }
                     }).await {
                         Ok(i) => i,
                         Err(e) => {

@@ -49,6 +49,8 @@ pub(crate) struct Block {
     newest_t: i64,
     /// The oldest row's time (`i64::MAX` without rows), for the same reason.
     oldest_t: i64,
+    /// Series with a value in the newest row, likewise.
+    newest_filled: usize,
 }
 
 impl Default for Block {
@@ -62,6 +64,7 @@ impl Default for Block {
             irregular: 0,
             newest_t: i64::MIN,
             oldest_t: i64::MAX,
+            newest_filled: 0,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Block {
         self.irregular = (0..rows).filter(|&r| self.is_irregular(&self.meta[r])).count();
         self.newest_t = if rows > 0 { self.meta[rows - 1].t } else { i64::MIN };
         self.oldest_t = if rows > 0 { self.meta[0].t } else { i64::MAX };
+        self.newest_filled = if rows > 0 { self.meta[rows - 1].filled as usize } else { 0 };
     }
 
     /// Adds a series (absent from every kept row); returns its column.
@@ -270,6 +274,7 @@ impl Block {
         self.len += 1;
         self.irregular += usize::from(n > 0);
         self.newest_t = t;
+        self.newest_filled = 0;
         if self.len == 1 {
             self.oldest_t = t;
         }
@@ -332,6 +337,9 @@ impl Block {
             ..m
         };
         self.meta[p] = m;
+        if row + 1 == self.len {
+            self.newest_filled = m.filled as usize;
+        }
         if was && !self.is_irregular(&m) {
             self.irregular -= 1;
         } else if !was && self.is_irregular(&m) {
@@ -342,7 +350,7 @@ impl Block {
 
     /// Whether every series has a value in the newest row (then none is without samples).
     pub fn newest_row_full(&self) -> bool {
-        self.len > 0 && self.meta[self.phys(self.len - 1)].filled as usize == self.columns()
+        self.len > 0 && self.newest_filled == self.columns()
     }
 
     /// Whether series `col` has a sample in the kept rows.
@@ -362,6 +370,7 @@ impl Block {
         if self.len == 0 {
             self.start = 0;
             self.newest_t = i64::MIN;
+            self.newest_filled = 0;
         }
         if self.cap() > 4 * self.len.max(8) {
             let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();

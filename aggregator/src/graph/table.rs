@@ -180,6 +180,9 @@ struct Inner {
     /// Scratch space of [`Inner::fold`].
     sums: Sums,
     plans: Plans,
+    /// Nobody takes the edges' increments (no derived series): [`Inner::fold`] only adds the
+    /// services'.
+    no_edge_increments: bool,
     /// `edges`' keys for snapshots; `None` after an edge came or went.
     keys: Option<Arc<Vec<Option<Arc<FineEdge>>>>>,
     /// Newest sample timestamp applied.
@@ -411,6 +414,18 @@ impl EdgeTable {
             }
         }
         out
+    }
+
+    /// Whether the edges' increments are collected for [`EdgeTable::take_increments`] (by
+    /// default they are; the aggregator turns them off when it writes no derived series, so
+    /// nothing accumulates that no one takes).
+    pub fn collect_edge_increments(&self, collect: bool) {
+        let mut inner = self.lock();
+        inner.no_edge_increments = !collect;
+        if !collect {
+            inner.edge_increments.clear();
+            inner.dirty_edges.clear();
+        }
     }
 
     /// Counter increments per edge since the last call (primary series only); the edge keys are

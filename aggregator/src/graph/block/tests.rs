@@ -147,7 +147,11 @@ fn irregular_rows_are_counted_through_pushes_expiry_and_relayout() {
     let mut block = Block::default();
     block.add_column();
     block.add_column();
-    let count = |b: &Block| (0..b.len).filter(|&r| b.is_irregular(&b.meta[b.phys(r)])).count();
+    let count = |b: &Block| {
+        let newest = b.len.checked_sub(1).map_or(0, |r| b.meta[b.phys(r)].filled as usize);
+        assert_eq!(b.newest_filled, newest, "the newest row's count kept in the block");
+        (0..b.len).filter(|&r| b.is_irregular(&b.meta[b.phys(r)])).count()
+    };
     let mut last = [f64::NAN; 2];
     for k in 0..6 {
         block.push(0, k * 5_000, (10 * k) as f64, &mut last[0]);

@@ -316,15 +316,20 @@ impl Inner {
                 continue;
             };
             entry.dirty = false;
-            let e = entry.edge as usize;
-            if self.edge_increments.len() <= e {
-                self.edge_increments.resize(e + 1, None);
-            }
-            if self.edge_increments[e].is_none() {
-                self.dirty_edges.push(entry.edge);
-            }
             let buckets = entry.plan(&mut self.plans).buckets();
-            let edge_inc = self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets));
+            let mut spare_edge = EdgeStats::default();
+            let edge_inc = if self.no_edge_increments {
+                &mut spare_edge // Summed and dropped: the increments are summed once for both.
+            } else {
+                let e = entry.edge as usize;
+                if self.edge_increments.len() <= e {
+                    self.edge_increments.resize(e + 1, None);
+                }
+                if self.edge_increments[e].is_none() {
+                    self.dirty_edges.push(entry.edge);
+                }
+                self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets))
+            };
             let slot = &mut self.services[entry.service as usize];
             if slot.pending.is_none() {
                 self.dirty_services.push(entry.service);

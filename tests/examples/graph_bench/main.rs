@@ -42,6 +42,12 @@ use meshfed_store::{Store, StoreOptions};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+mod ab;
+
+/// The allocator of the `meshfed` binary (cli/src/main.rs), so memory is laid out as deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LE: [&str; 20] = [
     "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000",
     "60000", "300000", "600000", "1800000", "3600000", "+Inf",
@@ -215,6 +221,16 @@ async fn main() {
         },
         ..AggregatorConfig::default()
     };
+    if let Some(side) = std::env::args().skip_while(|a| a != "--ab").nth(1) {
+        assert!(side == "on" || side == "off", "--ab on|off");
+        let skip = arg("--skip", 10);
+        assert!(skip < scrapes, "--skip must be below --scrapes");
+        let mut config = config(side == "on", &data_dir);
+        config.graph.derived_series = flag("--derived");
+        ab::run(config, nodes, edges, scrapes, skip).await;
+        let _ = std::fs::remove_dir_all(&data_dir);
+        return;
+    }
     if lean {
         let agg = Aggregator::start(&config(true, &data_dir), stop.clone())
             .await
@@ -228,54 +244,12 @@ async fn main() {
         return;
     }
 
-    // The series, grouped by the cluster whose collector sends them.
-    let t = Instant::now();
-    let mut by_cluster: BTreeMap<String, Vec<(SeriesLabels, Labels, f64)>> = BTreeMap::new();
-    for i in 0..edges {
-        let src = i % nodes;
-        let dst = (src + 1 + i / nodes) % nodes;
-        for (labels, share) in edge_series(src, dst) {
-            let cluster = labels.get("cluster").unwrap().to_owned();
-            by_cluster.entry(cluster).or_default().push((
-                SeriesLabels::new(&labels),
-                labels,
-                share * (1.0 + (i % 7) as f64),
-            ));
-        }
-    }
-    let n_series: usize = by_cluster.values().map(Vec::len).sum();
-    let t0 = meshfed_aggregator::http::now_ms() - (scrapes as i64) * 5_000;
-    let value = |rate: f64, k: usize| (rate * 5.0 * k as f64).floor();
-    // Encode every scrape as the collectors would (not timed).
-    let mut encoders: BTreeMap<&str, StreamEncoder> = BTreeMap::new();
-    let mut wire: Vec<Vec<(String, Vec<u8>)>> = Vec::with_capacity(scrapes);
-    let mut seq = 0;
-    for k in 0..scrapes {
-        let mut scrape = Vec::new();
-        for (cluster, series) in &by_cluster {
-            let enc = encoders.entry(cluster).or_default();
-            for chunk in series.chunks(BATCH_SAMPLES) {
-                let samples: Vec<OutgoingSample> = chunk
-                    .iter()
-                    .map(|(l, _, rate)| OutgoingSample {
-                        labels: l.clone(),
-                        timestamp_ms: t0 + k as i64 * 5_000,
-                        value: value(*rate, k),
-                    })
-                    .collect();
-                seq += 1;
-                scrape.push((cluster.clone(), enc.encode(seq, &samples).encode_to_vec()));
-            }
-        }
-        wire.push(scrape);
-    }
-    let wire_bytes: usize = wire[1].iter().map(|(_, b)| b.len()).sum();
-    eprintln!(
-        "{n_series} series; one scrape is {} batches, {} KiB on the wire; encoded in {:.1?}",
-        wire[1].len(),
-        wire_bytes / 1024,
-        t.elapsed()
-    );
+    let Mesh {
+        by_cluster,
+        wire,
+        t0,
+        n_series,
+    } = encode_mesh(nodes, edges, scrapes);
 
     // A: the baseline, an aggregator without the graph, fed the same scrapes; then stopped,
     // so its memory and threads are gone before B starts.
@@ -465,6 +439,76 @@ async fn main() {
     stop.cancel();
     agg.join().await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// The synthetic mesh's series per cluster (relay labels, labels, requests per second) and
+/// its scrapes as the collectors' relay streams carry them.
+pub(crate) struct Mesh {
+    pub by_cluster: BTreeMap<String, Vec<(SeriesLabels, Labels, f64)>>,
+    /// Per scrape: (cluster, encoded `SampleBatch`).
+    pub wire: Vec<Vec<(String, Vec<u8>)>>,
+    /// Time of scrape 0; scrape `k` is `t0 + k * 5 s`.
+    pub t0: i64,
+    pub n_series: usize,
+}
+
+/// Defines `edges` edges between `nodes` workloads and encodes `scrapes` scrapes 5 s apart,
+/// ending before now (see the module docs).
+pub(crate) fn encode_mesh(nodes: usize, edges: usize, scrapes: usize) -> Mesh {
+    // The series, grouped by the cluster whose collector sends them.
+    let t = Instant::now();
+    let mut by_cluster: BTreeMap<String, Vec<(SeriesLabels, Labels, f64)>> = BTreeMap::new();
+    for i in 0..edges {
+        let src = i % nodes;
+        let dst = (src + 1 + i / nodes) % nodes;
+        for (labels, share) in edge_series(src, dst) {
+            let cluster = labels.get("cluster").unwrap().to_owned();
+            by_cluster.entry(cluster).or_default().push((
+                SeriesLabels::new(&labels),
+                labels,
+                share * (1.0 + (i % 7) as f64),
+            ));
+        }
+    }
+    let n_series: usize = by_cluster.values().map(Vec::len).sum();
+    let t0 = meshfed_aggregator::http::now_ms() - (scrapes as i64) * 5_000;
+    let value = |rate: f64, k: usize| (rate * 5.0 * k as f64).floor();
+    // Encode every scrape as the collectors would (not timed).
+    let mut encoders: BTreeMap<&str, StreamEncoder> = BTreeMap::new();
+    let mut wire: Vec<Vec<(String, Vec<u8>)>> = Vec::with_capacity(scrapes);
+    let mut seq = 0;
+    for k in 0..scrapes {
+        let mut scrape = Vec::new();
+        for (cluster, series) in &by_cluster {
+            let enc = encoders.entry(cluster).or_default();
+            for chunk in series.chunks(BATCH_SAMPLES) {
+                let samples: Vec<OutgoingSample> = chunk
+                    .iter()
+                    .map(|(l, _, rate)| OutgoingSample {
+                        labels: l.clone(),
+                        timestamp_ms: t0 + k as i64 * 5_000,
+                        value: value(*rate, k),
+                    })
+                    .collect();
+                seq += 1;
+                scrape.push((cluster.clone(), enc.encode(seq, &samples).encode_to_vec()));
+            }
+        }
+        wire.push(scrape);
+    }
+    let wire_bytes: usize = wire[1].iter().map(|(_, b)| b.len()).sum();
+    eprintln!(
+        "{n_series} series; one scrape is {} batches, {} KiB on the wire; encoded in {:.1?}",
+        wire[1].len(),
+        wire_bytes / 1024,
+        t.elapsed()
+    );
+    Mesh {
+        by_cluster,
+        wire,
+        t0,
+        n_series,
+    }
 }
 
 /// What [`measure_graph`] found: refresh and rendering per refresh, averaged over one cycle of
