@@ -23,7 +23,10 @@ use meshfed_model::Labels;
 
 /// Edges of the mesh (`EDGE_TABLE_EDGES` overrides; workloads are a tenth of them).
 fn edges() -> usize {
-    std::env::var("EDGE_TABLE_EDGES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000)
+    std::env::var("EDGE_TABLE_EDGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000)
 }
 const INTERVAL_MS: i64 = 5_000;
 const LE: [&str; 20] = [
@@ -77,6 +80,9 @@ fn series_of_edge(i: usize, nodes: usize) -> Vec<(Labels, f64)> {
     out
 }
 
+/// A cluster's batch of (series id, time, value).
+type Batch = (String, Vec<(u64, i64, f64)>);
+
 /// A table with every series registered and a steady stream of scrapes.
 struct Mesh {
     table: EdgeTable,
@@ -96,7 +102,10 @@ impl Mesh {
             for (labels, share) in series_of_edge(i, edges / 10) {
                 table.observe_series(id, &labels);
                 let cluster = labels.get("cluster").unwrap_or_default().to_owned();
-                by_cluster.entry(cluster).or_default().push((id, share * (1 + i % 7) as f64));
+                by_cluster
+                    .entry(cluster)
+                    .or_default()
+                    .push((id, share * (1 + i % 7) as f64));
                 id += 1;
             }
         }
@@ -124,13 +133,16 @@ impl Mesh {
     }
 
     /// The next scrape's batches (10,000 samples each, as the relay delivers them).
-    fn next_batches(&mut self) -> Vec<(String, Vec<(u64, i64, f64)>)> {
+    fn next_batches(&mut self) -> Vec<Batch> {
         self.scrape += 1;
         let (k, t) = (self.scrape as f64, self.now());
         let mut out = Vec::new();
         for (cluster, series) in &self.series {
             for chunk in series.chunks(10_000) {
-                let batch = chunk.iter().map(|&(id, rate)| (id, t, (rate * 5.0 * k).floor())).collect();
+                let batch = chunk
+                    .iter()
+                    .map(|&(id, rate)| (id, t, (rate * 5.0 * k).floor()))
+                    .collect();
                 out.push((cluster.clone(), batch));
             }
         }

@@ -17,12 +17,12 @@
 //! [`GraphService::refresh`]).
 
 mod block;
-mod prefetch;
 pub mod derived;
 pub mod dot;
 pub mod health_input;
 pub mod istio;
 pub mod nodegraph;
+mod prefetch;
 pub mod sql;
 pub mod stats;
 pub mod table;

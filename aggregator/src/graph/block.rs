@@ -21,6 +21,10 @@ fn absent(v: f64) -> bool {
     v.to_bits() == ABSENT_BITS
 }
 
+/// Rows [`Block::with_retention`] reserves at most at once (a 1 s scrape interval and a 10m
+/// window need 660).
+const MAX_RESERVED_ROWS: usize = 1024;
+
 /// What a row knows besides its values.
 #[derive(Clone, Copy, Debug, Default)]
 struct RowMeta {
@@ -34,8 +38,15 @@ struct RowMeta {
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Block {
-    /// Series (columns). Each series' newest value is kept by the caller (see [`Block::push`]).
+    /// Series (columns).
     n: usize,
+    /// Per series: its newest value as of the last [`Block::settle`] (NaN before its first).
+    last: Vec<f64>,
+    /// Rows up to this time have been settled (resets marked, increments handed out).
+    settled_t: i64,
+    /// Samples stored into settled rows since (a series that missed its row and came late):
+    /// column and value, settled with the next call.
+    late: Vec<(u32, f64)>,
     /// Ring of row metadata and of row values (`n` per row), `cap` rows each.
     meta: Vec<RowMeta>,
     values: Vec<f64>,
@@ -51,12 +62,17 @@ pub(crate) struct Block {
     oldest_t: i64,
     /// Series with a value in the newest row, likewise.
     newest_filled: usize,
+    /// How long rows are kept (0: unknown), to size the ring once the scrape interval shows.
+    retain_ms: i64,
 }
 
 impl Default for Block {
     fn default() -> Self {
         Self {
             n: 0,
+            last: Vec::new(),
+            settled_t: i64::MIN,
+            late: Vec::new(),
             meta: Vec::new(),
             values: Vec::new(),
             start: 0,
@@ -65,6 +81,7 @@ impl Default for Block {
             newest_t: i64::MIN,
             oldest_t: i64::MAX,
             newest_filled: 0,
+            retain_ms: 0,
         }
     }
 }
@@ -72,8 +89,12 @@ impl Default for Block {
 /// Outcome of [`Block::push`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Pushed {
-    /// Stored; the series' previous value (NaN for its first sample).
-    Stored(f64),
+    /// Stored in a new row: the block has rows to settle ([`Block::settle`]).
+    NewRow,
+    /// Stored in a row that already held samples of other series.
+    Stored,
+    /// Stored in a settled row (the series came late): the block has a sample to settle.
+    Late,
     /// Not newer than the series' newest sample (the store refuses it too).
     Refused,
 }
@@ -124,7 +145,11 @@ impl Block {
         if hi == 0 || self.oldest_t > t {
             return 0;
         }
-        let last = if hi == self.len { self.newest_t } else { self.row_t(hi - 1) };
+        let last = if hi == self.len {
+            self.newest_t
+        } else {
+            self.row_t(hi - 1)
+        };
         if last <= t {
             return hi;
         }
@@ -220,6 +245,18 @@ impl Block {
             dst += 1;
         }
         self.n = n;
+        self.last = keep
+            .iter()
+            .map(|k| k.map_or(f64::NAN, |old| self.last[old]))
+            .collect();
+        for (c, _) in &mut self.late {
+            // A late sample of a dropped series goes with it.
+            *c = keep
+                .iter()
+                .position(|k| *k == Some(*c as usize))
+                .map_or(u32::MAX, |c| c as u32);
+        }
+        self.late.retain(|(c, _)| *c != u32::MAX);
         self.meta = meta;
         self.values = values;
         self.start = 0;
@@ -227,7 +264,11 @@ impl Block {
         self.irregular = (0..rows).filter(|&r| self.is_irregular(&self.meta[r])).count();
         self.newest_t = if rows > 0 { self.meta[rows - 1].t } else { i64::MIN };
         self.oldest_t = if rows > 0 { self.meta[0].t } else { i64::MAX };
-        self.newest_filled = if rows > 0 { self.meta[rows - 1].filled as usize } else { 0 };
+        self.newest_filled = if rows > 0 {
+            self.meta[rows - 1].filled as usize
+        } else {
+            0
+        };
     }
 
     /// Adds a series (absent from every kept row); returns its column.
@@ -241,6 +282,7 @@ impl Block {
             self.meta = Vec::new();
             self.start = 0;
             self.n += 1;
+            self.last.push(f64::NAN);
         }
         n
     }
@@ -257,9 +299,28 @@ impl Block {
     }
 
     /// Appends an empty row at `t`, after the newest.
+    /// A block whose rows are kept for `retain_ms` (the caller expires them): once the scrape
+    /// interval shows, the ring is sized for that many rows at once instead of growing by
+    /// steps (each step copies the ring).
+    pub fn with_retention(retain_ms: i64) -> Self {
+        Self {
+            retain_ms,
+            ..Self::default()
+        }
+    }
+
+    /// Rows the retention holds at the scrape interval the rows show (0 while unknown).
+    fn retained_rows(&self) -> usize {
+        if self.retain_ms <= 0 || self.len < 2 {
+            return 0;
+        }
+        let interval = ((self.newest_t - self.oldest_t) / (self.len as i64 - 1)).max(1);
+        (usize::try_from(self.retain_ms / interval).unwrap_or(0) + 2).min(MAX_RESERVED_ROWS)
+    }
+
     fn new_row(&mut self, t: i64) -> usize {
         if self.len == self.cap() {
-            let cap = self.cap() + self.cap() / 2 + 4;
+            let cap = (self.cap() + self.cap() / 2 + 4).max(self.retained_rows());
             let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
             self.relayout(cap, &keep, None);
         }
@@ -299,19 +360,35 @@ impl Block {
         }
     }
 
-    /// Stores `v` at `t` for series `col`, whose newest value is `last` (NaN before its first
-    /// sample; updated here). The caller keeps the newest values apart from the block, in the
-    /// order samples arrive in, so the per-sample path reads them in sequence.
-    pub fn push(&mut self, col: usize, t: i64, v: f64, last: &mut f64) -> Pushed {
+    /// Asks for the memory [`Block::settle`] will read: the newest row (usually the only one
+    /// to settle) and the series' settled values.
+    pub fn prefetch_unsettled(&self) {
+        if self.len > 0 {
+            let p = self.phys(self.len - 1);
+            prefetch::line(&self.meta[p]);
+            prefetch::slice(&self.values[p * self.n..(p + 1) * self.n]);
+        }
+        prefetch::slice(&self.last);
+    }
+
+    /// The newest row's time (`i64::MIN` without rows).
+    pub fn newest_row_time(&self) -> i64 {
+        self.newest_t
+    }
+
+    /// Stores `v` at `t` for series `col`. What the sample changes (a counter reset, the
+    /// increment) is worked out later, per block, by [`Block::settle`]: the per-sample path
+    /// only writes the value.
+    pub fn push(&mut self, col: usize, t: i64, v: f64) -> Pushed {
         let v = if absent(v) { f64::NAN } else { v };
         let n = self.columns();
-        let row = if t > self.newest_t {
-            self.new_row(t)
+        let (row, pushed) = if t > self.newest_t {
+            (self.new_row(t), Pushed::NewRow)
         } else if t == self.newest_t {
             if !absent(self.values[self.phys(self.len - 1) * n + col]) {
                 return Pushed::Refused;
             }
-            self.len - 1
+            (self.len - 1, Pushed::Stored)
         } else {
             // Older than the newest row (another series of the block is ahead): a rare path.
             // Refused like the store: not newer than the series' newest sample; and older than
@@ -324,28 +401,108 @@ impl Block {
                 let keep: Vec<Option<usize>> = (0..n).map(Some).collect();
                 self.relayout(self.cap() + 1, &keep, Some((at, t)));
             }
-            at
+            (at, Pushed::NewRow)
+        };
+        let pushed = if t <= self.settled_t {
+            // Into a settled row (the block was settled while its scrape was still arriving,
+            // or the series came late). The series has no sample after this one (it would have
+            // been refused), so its settled newest value is its previous one.
+            let previous = (self.late.iter().rev())
+                .find(|&&(c, _)| c as usize == col)
+                .map_or(self.last[col], |&(_, v)| v);
+            self.late.push((col as u32, v));
+            if v < previous {
+                self.set_reset(self.phys(row));
+            }
+            Pushed::Late
+        } else {
+            pushed
         };
         let p = self.phys(row);
-        let previous = std::mem::replace(last, v);
         self.values[p * n + col] = v;
         let m = self.meta[p];
         let was = self.is_irregular(&m);
         let m = RowMeta {
             filled: m.filled + 1,
-            reset: m.reset || v < previous,
             ..m
         };
         self.meta[p] = m;
         if row + 1 == self.len {
             self.newest_filled = m.filled as usize;
         }
-        if was && !self.is_irregular(&m) {
+        self.recount(was, &m);
+        pushed
+    }
+
+    /// Adjusts the count of irregular rows after a row changed from `was` (irregular) to `m`.
+    fn recount(&mut self, was: bool, m: &RowMeta) {
+        let is = self.is_irregular(m);
+        if was && !is {
             self.irregular -= 1;
-        } else if !was && self.is_irregular(&m) {
+        } else if !was && is {
             self.irregular += 1;
         }
-        Pushed::Stored(previous)
+    }
+
+    /// Marks a counter reset in physical row `p`.
+    fn set_reset(&mut self, p: usize) {
+        let m = self.meta[p];
+        if !m.reset {
+            let was = self.is_irregular(&m);
+            self.meta[p].reset = true;
+            let m = self.meta[p];
+            self.recount(was, &m);
+        }
+    }
+
+    /// Settles the rows (and late samples) stored since the last call: marks the rows where a
+    /// series' value went down (a counter reset, which the windows' fast path must not span)
+    /// and calls `increment(column, increment)` for every such sample: the change from the
+    /// series' previous value, or the new value after a reset. A series' first sample counts
+    /// as an increment from zero when `first_counts(column)`, else as none. Reads the new rows
+    /// once per block, one after the other, instead of each series' state per sample.
+    pub fn settle(&mut self, first_counts: impl Fn(usize) -> bool, mut increment: impl FnMut(usize, f64)) {
+        let delta = |c: usize, v: f64, last: f64| {
+            if last.is_nan() {
+                if first_counts(c) { v } else { 0.0 }
+            } else if v < last {
+                v
+            } else {
+                v - last
+            }
+        };
+        for (c, v) in std::mem::take(&mut self.late) {
+            let c = c as usize;
+            increment(c, delta(c, v, self.last[c]));
+            self.last[c] = v;
+        }
+        // Usually only the newest row is new.
+        let from = if self.newest_t <= self.settled_t {
+            self.len
+        } else if self.len >= 2 && self.row_t(self.len - 2) <= self.settled_t {
+            self.len - 1
+        } else {
+            self.rows_until(self.settled_t, self.len)
+        };
+        let n = self.n;
+        for r in from..self.len {
+            let p = self.phys(r);
+            let mut reset = false;
+            for c in 0..n {
+                let v = self.values[p * n + c];
+                if absent(v) {
+                    continue;
+                }
+                let last = self.last[c];
+                reset |= v < last;
+                increment(c, delta(c, v, last));
+                self.last[c] = v;
+            }
+            if reset {
+                self.set_reset(p);
+            }
+        }
+        self.settled_t = self.newest_t;
     }
 
     /// Whether every series has a value in the newest row (then none is without samples).
@@ -372,7 +529,7 @@ impl Block {
             self.newest_t = i64::MIN;
             self.newest_filled = 0;
         }
-        if self.cap() > 4 * self.len.max(8) {
+        if self.cap() > 4 * self.len.max(8) && self.cap() > 2 * self.retained_rows() {
             let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
             self.relayout(self.len, &keep, None);
         }

@@ -103,11 +103,16 @@ impl EdgeStats {
     /// layout for the mesh), they are added in place.
     pub fn add_buckets(&mut self, les: &[f64], rates: &[f64], seen: &[bool]) {
         if self.duration_buckets.is_empty() && seen.iter().all(|&s| s) {
-            self.duration_buckets.extend(les.iter().copied().zip(rates.iter().copied()));
+            self.duration_buckets
+                .extend(les.iter().copied().zip(rates.iter().copied()));
             return;
         }
         let same = self.duration_buckets.len() == les.len()
-            && self.duration_buckets.iter().zip(les).all(|(b, le)| b.0.total_cmp(le).is_eq());
+            && self
+                .duration_buckets
+                .iter()
+                .zip(les)
+                .all(|(b, le)| b.0.total_cmp(le).is_eq());
         if same {
             for ((b, &r), &seen) in self.duration_buckets.iter_mut().zip(rates).zip(seen) {
                 if seen {

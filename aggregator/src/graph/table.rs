@@ -70,7 +70,7 @@ struct SeriesRole {
 
 /// The series of one edge as one proxy reports them (same `pod` and `instance`), scraped
 /// together and so sharing their timestamps. Per series (in column order): `roles`, `refs`,
-/// `born`, `states`.
+/// `born`.
 struct BlockEntry {
     edge: u32,
     /// The edge's destination service (index into the table).
@@ -81,8 +81,6 @@ struct BlockEntry {
     /// The table's newest sample time when the series was registered: a series announced but
     /// not yet sampled is kept for a full retention period.
     born: Vec<i64>,
-    /// Index of each series' [`SeriesState`].
-    states: Vec<u32>,
     /// How the series add into the edge's figures; `None` after the series changed.
     plan: Option<Arc<Plan>>,
     /// Some series is primary (its samples count for health).
@@ -119,27 +117,14 @@ struct GaugeTrack {
     born_ms: i64,
 }
 
-/// What the per-sample path reads and writes of an Istio series, kept apart from its block in
-/// an array of its own: series registered together (a collector's series, in scrape order) sit
-/// side by side, so a batch reads these in sequence instead of a block's memory per series.
-#[derive(Clone, Copy, Debug)]
-struct SeriesState {
-    block: u32,
-    col: u32,
-    /// Newest value (NaN before the first sample).
-    last: f64,
-    /// Counter increment since the increments were last folded ([`Inner::fold`]).
-    pending: f64,
-}
-
 /// Where a series ref's samples go.
 #[derive(Clone, Copy, Debug, Default)]
 enum Loc {
     /// Not used by the graph.
     #[default]
     None,
-    /// Index into the series states.
-    Series(u32),
+    /// Block and column.
+    Column(u32, u32),
     /// Index into the gauges.
     Gauge(u32),
 }
@@ -153,8 +138,6 @@ struct EdgeEntry {
 #[derive(Default)]
 struct Inner {
     by_ref: Vec<Loc>,
-    states: Vec<SeriesState>,
-    free_states: Vec<u32>,
     blocks: Vec<Option<BlockEntry>>,
     free_blocks: Vec<u32>,
     block_ids: HashMap<BlockKey, u32>,
@@ -179,6 +162,7 @@ struct Inner {
     dirty_edges: Vec<u32>,
     /// Scratch space of [`Inner::fold`].
     sums: Sums,
+    increments: Vec<f64>,
     plans: Plans,
     /// Nobody takes the edges' increments (no derived series): [`Inner::fold`] only adds the
     /// services'.
@@ -187,6 +171,8 @@ struct Inner {
     keys: Option<Arc<Vec<Option<Arc<FineEdge>>>>>,
     /// Newest sample timestamp applied.
     newest_ms: i64,
+    /// How long samples are kept (see [`EdgeTable::new`]).
+    retain_ms: i64,
 }
 
 struct ServiceSlot {
@@ -224,14 +210,18 @@ pub struct EndpointCounts {
 impl EdgeTable {
     /// A table keeping samples for windows up to `max_window_ms`.
     pub fn new(max_window_ms: i64) -> Self {
+        // One extra minute so the oldest window always sees its first sample.
+        let retain_ms = max_window_ms + 60_000;
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                retain_ms,
+                ..Inner::default()
+            }),
             tracking: true,
             spare: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
-            // One extra minute so the oldest window always sees its first sample.
-            retain_ms: max_window_ms + 60_000,
+            retain_ms,
         }
     }
 
@@ -338,6 +328,8 @@ impl EdgeTable {
     pub fn compute_many(&self, at_ms: i64, windows_ms: &[i64], include_idle: bool) -> Vec<WindowSnapshot> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        // Settles the new rows first (marks counter resets the windows must not span).
+        inner.fold();
         let edges = inner.edges.len();
         let mut stats: Vec<Vec<EdgeStats>> = windows_ms
             .iter()
@@ -349,7 +341,8 @@ impl EdgeTable {
                 stats
             })
             .collect();
-        let (mut rates, mut present, mut scratch, mut sums) = (Vec::new(), Vec::new(), Vec::new(), Sums::default());
+        let (mut rates, mut present, mut scratch, mut sums) =
+            (Vec::new(), Vec::new(), Vec::new(), Sums::default());
         for entry in inner.blocks.iter_mut().flatten() {
             entry.plan(&mut inner.plans);
         }
@@ -366,7 +359,10 @@ impl EdgeTable {
                 let Some(entry) = entry else { continue };
                 let Some(plan) = &entry.plan else { continue };
                 let bounds = entry.block.window_bounds(at_ms, window_ms);
-                let have = match entry.block.window_rates(&bounds, &mut rates, &mut present, &mut scratch) {
+                let have = match entry
+                    .block
+                    .window_rates(&bounds, &mut rates, &mut present, &mut scratch)
+                {
                     WindowRates::None => continue,
                     WindowRates::All => None,
                     WindowRates::Some => Some(present.as_slice()),
@@ -377,7 +373,13 @@ impl EdgeTable {
             }
         }
         let keys = Arc::clone(inner.keys.get_or_insert_with(|| {
-            Arc::new(inner.edges.iter().map(|e| Some(Arc::clone(&e.as_ref()?.key))).collect())
+            Arc::new(
+                inner
+                    .edges
+                    .iter()
+                    .map(|e| Some(Arc::clone(&e.as_ref()?.key)))
+                    .collect(),
+            )
         }));
         windows_ms
             .iter()

@@ -24,7 +24,9 @@ use crate::{Mesh, encode_mesh, ms, peak_rss_mib, process_cpu};
 /// Runs one side; prints one `ab` line.
 pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, scrapes: usize, skip: usize) {
     let (on, derived) = (config.graph.enabled, config.graph.derived_series);
-    let Mesh { wire, t0, n_series, .. } = encode_mesh(nodes, edges, scrapes);
+    let Mesh {
+        wire, t0, n_series, ..
+    } = encode_mesh(nodes, edges, scrapes);
     let stop = CancellationToken::new();
     let agg = Aggregator::start(&config, stop.clone()).await.unwrap();
     let mut decoders: std::collections::HashMap<String, StreamDecoder> = Default::default();

@@ -33,7 +33,6 @@ fn rates_equal_the_kernel_on_each_series_samples() {
             assert_eq!(block.add_column(), c);
         }
         let mut values: Vec<f64> = (0..n_cols).map(|_| rng.below(1000) as f64).collect();
-        let mut last = vec![f64::NAN; n_cols + 1];
         let scrapes = 2 + rng.below(40) as i64;
         let t0 = 1_000_000 + rng.below(5_000) as i64;
         for k in 0..scrapes {
@@ -52,7 +51,7 @@ fn rates_equal_the_kernel_on_each_series_samples() {
                 } else {
                     values[c] + rng.below(50) as f64
                 };
-                if let Pushed::Stored(_) = block.push(c, t + shift, values[c], &mut last[c]) {
+                if block.push(c, t + shift, values[c]) != Pushed::Refused {
                     truth[c].push(Sample {
                         timestamp_ms: t + shift,
                         value: values[c],
@@ -74,6 +73,7 @@ fn rates_equal_the_kernel_on_each_series_samples() {
         let end = t0 + (scrapes - 1) * 5_000 + rng.below(8_000) as i64 - 2_000;
         let windows = [60_000, 300_000, 10_000 + rng.below(100_000) as i64];
         let (mut rates, mut present, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        block.settle(|_| false, |_, _| {});
         // Per window, per column (one more than the series pushed to, for the late one).
         let got: Vec<Vec<Option<f64>>> = windows
             .iter()
@@ -82,7 +82,11 @@ fn rates_equal_the_kernel_on_each_series_samples() {
                 let mut got = match block.window_rates(&bounds, &mut rates, &mut present, &mut scratch) {
                     WindowRates::None => Vec::new(),
                     WindowRates::All => rates.iter().copied().map(Some).collect(),
-                    WindowRates::Some => rates.iter().zip(&present).map(|(&r, &p)| p.then_some(r)).collect(),
+                    WindowRates::Some => rates
+                        .iter()
+                        .zip(&present)
+                        .map(|(&r, &p)| p.then_some(r))
+                        .collect(),
                 };
                 got.resize(n_cols + 1, None);
                 got
@@ -114,10 +118,9 @@ fn removing_columns_keeps_the_others_values() {
     for _ in 0..3 {
         block.add_column();
     }
-    let mut last = [f64::NAN; 3];
     for k in 0..4 {
         for c in 0..3 {
-            block.push(c, k * 5_000, (k * 10 + c as i64) as f64, &mut last[c]);
+            block.push(c, k * 5_000, (k * 10 + c as i64) as f64);
         }
     }
     assert_eq!(block.retain_columns(|c| c == 1), vec![0, 2]);
@@ -136,8 +139,12 @@ fn removing_columns_keeps_the_others_values() {
         meshfed_query::kernels::counter_rate(&s, 15_000 - 60_000, 15_000).unwrap()
     };
     assert_eq!(rates, vec![kernel(0), kernel(2)]);
-    assert_eq!(block.push(0, 15_000, 1.0, &mut last[0]), Pushed::Refused);
-    assert_eq!(block.push(1, 10_000, 1.0, &mut last[2]), Pushed::Refused, "not newer than its newest");
+    assert_eq!(block.push(0, 15_000, 1.0), Pushed::Refused);
+    assert_eq!(
+        block.push(1, 10_000, 1.0),
+        Pushed::Refused,
+        "not newer than its newest"
+    );
 }
 
 /// Rows that are not full or hold a reset are counted as the ring changes, so a block known
@@ -148,18 +155,24 @@ fn irregular_rows_are_counted_through_pushes_expiry_and_relayout() {
     block.add_column();
     block.add_column();
     let count = |b: &Block| {
-        let newest = b.len.checked_sub(1).map_or(0, |r| b.meta[b.phys(r)].filled as usize);
-        assert_eq!(b.newest_filled, newest, "the newest row's count kept in the block");
+        let newest = b
+            .len
+            .checked_sub(1)
+            .map_or(0, |r| b.meta[b.phys(r)].filled as usize);
+        assert_eq!(
+            b.newest_filled, newest,
+            "the newest row's count kept in the block"
+        );
         (0..b.len).filter(|&r| b.is_irregular(&b.meta[b.phys(r)])).count()
     };
-    let mut last = [f64::NAN; 2];
     for k in 0..6 {
-        block.push(0, k * 5_000, (10 * k) as f64, &mut last[0]);
+        block.push(0, k * 5_000, (10 * k) as f64);
         assert_eq!(block.irregular, count(&block));
         if k != 2 {
             let v = if k == 4 { 0.0 } else { (10 * k) as f64 };
-            block.push(1, k * 5_000, v, &mut last[1]);
+            block.push(1, k * 5_000, v);
         }
+        block.settle(|_| false, |_, _| {});
         assert_eq!(block.irregular, count(&block));
     }
     assert_eq!(block.irregular, 2, "the hole at 10 s and the reset at 20 s");
@@ -180,10 +193,13 @@ fn rows_until_agrees_with_a_scan() {
         let mut block = Block::default();
         block.add_column();
         let mut t = rng.below(10_000) as i64;
-        let mut last = f64::NAN;
         for _ in 0..1 + rng.below(60) {
-            t += if case % 3 == 0 { 1 + rng.below(60_000) as i64 } else { 5_000 };
-            block.push(0, t, 1.0, &mut last);
+            t += if case % 3 == 0 {
+                1 + rng.below(60_000) as i64
+            } else {
+                5_000
+            };
+            block.push(0, t, 1.0);
         }
         if case % 4 == 0 {
             block.expire(t - rng.below(200_000) as i64);
@@ -196,5 +212,64 @@ fn rows_until_agrees_with_a_scan() {
         }
         assert_eq!(block.rows_until(i64::MAX, block.len), block.len);
         assert_eq!(block.rows_until(i64::MIN, block.len), 0);
+    }
+}
+
+/// Settling hands out each sample's increment exactly once: the change from the series'
+/// previous value, the new value after a reset, the first value when asked; late samples
+/// into settled rows included.
+#[test]
+fn settling_hands_out_every_increment_once() {
+    let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+    for case in 0..200 {
+        let n_cols = 1 + rng.below(4) as usize;
+        let mut block = Block::default();
+        for _ in 0..n_cols {
+            block.add_column();
+        }
+        let mut want = vec![0.0; n_cols];
+        let mut got = vec![0.0; n_cols];
+        let mut last = vec![f64::NAN; n_cols];
+        for k in 0..30_i64 {
+            let t = 1_000 + k * 5_000;
+            for c in 0..n_cols {
+                if rng.below(4) == 0 {
+                    continue; // Missed this scrape; may come late below.
+                }
+                let v = if rng.below(10) == 0 {
+                    rng.below(5) as f64
+                } else {
+                    last[c].max(0.0) + rng.below(9) as f64
+                };
+                if block.push(c, t, v) != Pushed::Refused {
+                    // First sample, or a reset: the value; else the change.
+                    want[c] += if last[c].is_nan() || v < last[c] {
+                        v
+                    } else {
+                        v - last[c]
+                    };
+                    last[c] = v;
+                }
+            }
+            if rng.below(3) == 0 {
+                block.settle(|_| true, |c, inc| got[c] += inc);
+            }
+            // A late sample for a series that missed the previous row.
+            let c = rng.below(n_cols as u64) as usize;
+            let v = last[c].max(0.0) + 1.0;
+            if k > 0 && block.push(c, t - 5_000, v) != Pushed::Refused {
+                want[c] += if last[c].is_nan() { v } else { v - last[c] };
+                last[c] = v;
+            }
+        }
+        block.settle(|_| true, |c, inc| got[c] += inc);
+        for c in 0..n_cols {
+            assert!(
+                (got[c] - want[c]).abs() < 1e-9,
+                "case {case} column {c}: {} vs {}",
+                got[c],
+                want[c]
+            );
+        }
     }
 }

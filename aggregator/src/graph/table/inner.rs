@@ -75,12 +75,11 @@ impl Inner {
                     roles: Vec::new(),
                     refs: Vec::new(),
                     born: Vec::new(),
-                    states: Vec::new(),
                     plan: None,
                     has_primary: false,
                     dirty: false,
                     newest_t: i64::MIN,
-                    block: Block::default(),
+                    block: Block::with_retention(self.retain_ms),
                 };
                 let b = match self.free_blocks.pop() {
                     Some(b) => {
@@ -101,29 +100,12 @@ impl Inner {
             return;
         };
         let c = entry.block.add_column();
-        let state = SeriesState {
-            block: b,
-            col: c as u32,
-            last: f64::NAN,
-            pending: 0.0,
-        };
-        let s = match self.free_states.pop() {
-            Some(s) => {
-                self.states[s as usize] = state;
-                s
-            }
-            None => {
-                self.states.push(state);
-                (self.states.len() - 1) as u32
-            }
-        };
         entry.roles.push(role);
         entry.refs.push(series_ref);
         entry.born.push(born);
-        entry.states.push(s);
         entry.plan = None;
         entry.has_primary |= role.primary;
-        self.set_loc(series_ref, Loc::Series(s));
+        self.set_loc(series_ref, Loc::Column(b, c as u32));
     }
 
     pub(super) fn insert_gauge(&mut self, track: GaugeTrack) {
@@ -158,29 +140,31 @@ impl Inner {
         }
         let drop: Vec<bool> = (0..entry.block.columns()).map(|c| gone(entry, c)).collect();
         let kept = entry.block.retain_columns(|c| drop[c]);
-        let removed: Vec<(u64, u32)> = (0..drop.len())
+        let removed: Vec<u64> = (0..drop.len())
             .filter(|&c| drop[c])
-            .map(|c| (entry.refs[c], entry.states[c]))
+            .map(|c| entry.refs[c])
             .collect();
         entry.roles = kept.iter().map(|&c| entry.roles[c]).collect();
         entry.refs = kept.iter().map(|&c| entry.refs[c]).collect();
         entry.born = kept.iter().map(|&c| entry.born[c]).collect();
-        entry.states = kept.iter().map(|&c| entry.states[c]).collect();
         entry.plan = None;
         entry.has_primary = entry.roles.iter().any(|r| r.primary);
-        for (c, &s) in entry.states.iter().enumerate() {
-            self.states[s as usize].col = c as u32;
-        }
         let edge = entry.edge;
-        if entry.states.is_empty() {
+        let moved = std::mem::take(&mut entry.refs);
+        if moved.is_empty() {
             let key = entry.key.clone();
             self.block_ids.remove(&key);
             self.blocks[b] = None;
             self.free_blocks.push(b as u32);
         }
-        for &(r, s) in &removed {
+        for (c, &r) in moved.iter().enumerate() {
+            self.by_ref[r as usize] = Loc::Column(b as u32, c as u32);
+        }
+        if let Some(entry) = self.blocks[b].as_mut() {
+            entry.refs = moved;
+        }
+        for &r in &removed {
             self.by_ref[r as usize] = Loc::None;
-            self.free_states.push(s);
             self.release_edge(edge);
         }
         removed.len()
@@ -204,17 +188,18 @@ impl Inner {
         }
     }
 
-    /// The block of a sample of `series_ref`, if it goes to one.
+    /// The block a sample of `series_ref` goes to, if any.
     fn block_of(&self, series_ref: u64) -> Option<usize> {
         match self.by_ref.get(series_ref as usize) {
-            Some(&Loc::Series(s)) => Some(self.states[s as usize].block as usize),
+            Some(&Loc::Column(b, _)) => Some(b as usize),
             _ => None,
         }
     }
 
     pub(super) fn apply(&mut self, samples: &[(u64, i64, f64)]) {
-        // A block's samples come one after the other. Samples `FAR` ahead have their block's
-        // entry asked for; `NEAR` ahead (the entry is in cache by then) the row they will write.
+        // A block's samples come one after the other. `FAR` samples ahead the block's entry is
+        // asked for; `NEAR` ahead (the entry is in cache by then), the row the samples will
+        // write.
         const FAR: usize = 64;
         const NEAR: usize = 24;
         let (mut far_block, mut near_block) = (usize::MAX, usize::MAX);
@@ -243,7 +228,7 @@ impl Inner {
             if is_stale_nan(v) {
                 continue;
             }
-            let s = match loc {
+            let (b, c) = match loc {
                 Loc::None => continue,
                 Loc::Gauge(g) => {
                     // Gauges need only their newest value.
@@ -260,62 +245,62 @@ impl Inner {
                     });
                     continue;
                 }
-                Loc::Series(s) => s as usize,
+                Loc::Column(b, c) => (b as usize, c as usize),
             };
-            let state = &mut self.states[s];
-            let (b, c) = (state.block as usize, state.col as usize);
             let Some(entry) = self.blocks[b].as_mut() else {
                 continue;
             };
-            let Pushed::Stored(previous) = entry.block.push(c, t, v, &mut state.last) else {
-                continue; // The store refused it too: a duplicate or out of order.
-            };
+            match entry.block.push(c, t, v) {
+                Pushed::Refused => continue, // The store refused it too: a duplicate or out of order.
+                Pushed::Stored => {}
+                Pushed::NewRow | Pushed::Late => {
+                    // The increments and resets are worked out when the block is settled.
+                    if !entry.dirty {
+                        entry.dirty = true;
+                        self.dirty_blocks.push(b as u32);
+                        if entry.has_primary {
+                            self.services[entry.service as usize].known = true;
+                        }
+                    }
+                }
+            }
             self.newest_ms = self.newest_ms.max(t);
-            // A reset restarts the counter from zero: the increment is the new value. Kept for
-            // every series; only the primary ones are folded.
-            let inc = if previous.is_nan() {
-                if entry.roles[c].first_counts { v } else { 0.0 }
-            } else if v < previous {
-                v
-            } else {
-                v - previous
-            };
-            state.pending += inc;
-            if !entry.has_primary {
-                continue;
-            }
-            entry.newest_t = entry.newest_t.max(t);
-            if !entry.dirty {
-                entry.dirty = true;
-                self.dirty_blocks.push(b as u32);
-                self.services[entry.service as usize].known = true;
-            }
         }
     }
 
-    /// Adds the increments the dirty blocks' primary series collected into their services'
-    /// (health) and edges' (derived series) increments, through each block's [`Plan`]: the
-    /// per-sample path only adds into its column.
+    /// Settles the blocks that received samples ([`Block::settle`]) and adds the increments
+    /// of their primary series into their services' (health) and edges' (derived series)
+    /// increments, through each block's [`Plan`].
     pub(super) fn fold(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty_blocks);
         for (i, &b) in dirty.iter().enumerate() {
-            // Blocks further down the list are asked for in steps: the entry, then its list of
-            // series, then their states (each step needs the one before in cache).
-            for (ahead, step) in [(12, 0), (8, 1), (4, 2)] {
-                if let Some(&a) = dirty.get(i + ahead)
-                    && let Some(entry) = &self.blocks[a as usize]
-                {
-                    match step {
-                        0 => prefetch::value(entry),
-                        1 => prefetch::slice(&entry.states),
-                        _ => entry.states.iter().for_each(|&s| prefetch::line(&self.states[s as usize])),
-                    }
-                }
+            // The entries of blocks further down the list are asked for early, then the rows
+            // they will settle.
+            if let Some(&a) = dirty.get(i + 8)
+                && let Some(entry) = &self.blocks[a as usize]
+            {
+                prefetch::value(entry);
+            }
+            if let Some(&a) = dirty.get(i + 4)
+                && let Some(entry) = &self.blocks[a as usize]
+            {
+                entry.block.prefetch_unsettled();
             }
             let Some(entry) = self.blocks[b as usize].as_mut() else {
                 continue;
             };
             entry.dirty = false;
+            let increments = &mut self.increments;
+            increments.clear();
+            increments.resize(entry.block.columns(), 0.0);
+            let roles = &entry.roles;
+            entry
+                .block
+                .settle(|c| roles[c].first_counts, |c, inc| increments[c] += inc);
+            if !entry.has_primary {
+                continue;
+            }
+            entry.newest_t = entry.newest_t.max(entry.block.newest_row_time());
             let buckets = entry.plan(&mut self.plans).buckets();
             let mut spare_edge = EdgeStats::default();
             let edge_inc = if self.no_edge_increments {
@@ -341,11 +326,7 @@ impl Inner {
             service_inc.newest_ms = service_inc.newest_ms.max(entry.newest_t);
             let Some(plan) = &entry.plan else { continue };
             let into = [edge_inc, &mut service_inc.stats];
-            let states = &mut self.states;
-            plan.add_increments(|c| states[entry.states[c] as usize].pending, &mut self.sums, into, &self.flag_names);
-            for &s in &entry.states {
-                states[s as usize].pending = 0.0;
-            }
+            plan.add_increments(|c| increments[c], &mut self.sums, into, &self.flag_names);
         }
         dirty.clear();
         self.dirty_blocks = dirty;

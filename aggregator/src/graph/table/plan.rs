@@ -123,7 +123,11 @@ impl Plan {
             .collect();
         les.sort_by(f64::total_cmp);
         les.dedup_by(|a, b| a.total_cmp(b).is_eq());
-        let mut flags: Vec<u32> = roles.iter().filter(|r| r.primary && r.flags > 0).map(|r| r.flags).collect();
+        let mut flags: Vec<u32> = roles
+            .iter()
+            .filter(|r| r.primary && r.flags > 0)
+            .map(|r| r.flags)
+            .collect();
         flags.sort_unstable();
         flags.dedup();
         let mut plan = Self {
