@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
 use meshfed_relay::decode::StreamDecoder;
-use meshfed_relay::proto::SampleBatch;
 use meshfed_relay::server::Ingest;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Mesh, encode_mesh, ms, peak_rss_mib, process_cpu};
+use crate::{Mesh, decode_batch, encode_mesh, ms, peak_rss_mib, process_cpu};
 
 /// Runs one side; prints one `ab` line.
 pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, scrapes: usize, skip: usize) {
@@ -35,12 +33,7 @@ pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, sc
     for (k, scrape) in wire.iter().enumerate() {
         let c0 = process_cpu();
         for (cluster, bytes) in scrape {
-            let batch = SampleBatch::decode(bytes.as_slice()).unwrap();
-            let dec = decoders
-                .entry(cluster.clone())
-                .or_insert_with(|| StreamDecoder::new(cluster.clone()));
-            dec.decode(&batch, |l| agg.ingest.register_series(l), &mut resolved)
-                .unwrap();
+            decode_batch(&agg, &mut decoders, cluster, bytes, &mut resolved);
             agg.ingest.append(cluster, &resolved).unwrap();
         }
         let c1 = process_cpu();

@@ -653,6 +653,23 @@ async fn measure_graph(agg: &Aggregator, requests: usize, n_series: Option<usize
     }
 }
 
+/// A relay batch as the aggregator's stream handler takes it: protobuf decode, then the
+/// cluster's stream decoder (refs to series ids, new series registered with the ingest).
+pub(crate) fn decode_batch(
+    agg: &Aggregator,
+    decoders: &mut HashMap<String, StreamDecoder>,
+    cluster: &str,
+    bytes: &[u8],
+    resolved: &mut Vec<(u64, i64, f64)>,
+) {
+    let batch = SampleBatch::decode(bytes).unwrap();
+    let dec = decoders
+        .entry(cluster.to_owned())
+        .or_insert_with(|| StreamDecoder::new(cluster.to_owned()));
+    dec.decode(&batch, |l| agg.ingest.register_series(l), resolved)
+        .unwrap();
+}
+
 /// The full ingest path per batch: protobuf decode, relay decode (refs → series ids), store
 /// append + WAL commit (fsync), edge table. Scrape 0 defines the series and is not timed. Returns
 /// the time of the later scrapes and, when `keep`, every scrape's resolved batches.
@@ -675,12 +692,7 @@ fn full_ingest(
         let mut kept = Vec::new();
         for (cluster, bytes) in scrape {
             spent.time(|| {
-                let batch = SampleBatch::decode(bytes.as_slice()).unwrap();
-                let dec = decoders
-                    .entry(cluster.clone())
-                    .or_insert_with(|| StreamDecoder::new(cluster.clone()));
-                dec.decode(&batch, |l| agg.ingest.register_series(l), &mut resolved)
-                    .unwrap();
+                decode_batch(agg, &mut decoders, cluster, bytes, &mut resolved);
                 if keep {
                     let batch: Vec<_> = resolved
                         .iter()
