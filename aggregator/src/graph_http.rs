@@ -109,7 +109,7 @@ impl GraphState {
         let key = cache_key(self, p);
         let mut cache = self.rendered.lock();
         if cache.watched.len() >= RENDER_CACHE_ENTRIES && !cache.watched.contains_key(&key) {
-            return; // Many distinct requests: the oldest make room at the next prerender.
+            return; // Many distinct requests: room is made as they go stale (see `prerender`).
         }
         cache.watched.insert(key, (p.clone(), std::time::Instant::now()));
     }

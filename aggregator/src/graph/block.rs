@@ -271,6 +271,12 @@ impl Block {
         };
     }
 
+    /// [`Block::relayout`] keeping every column.
+    fn resize_ring(&mut self, cap: usize, insert: Option<(usize, i64)>) {
+        let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
+        self.relayout(cap, &keep, insert);
+    }
+
     /// Adds a series (absent from every kept row); returns its column.
     pub fn add_column(&mut self) -> usize {
         let n = self.columns();
@@ -298,7 +304,6 @@ impl Block {
         keep
     }
 
-    /// Appends an empty row at `t`, after the newest.
     /// A block whose rows are kept for `retain_ms` (the caller expires them): once the scrape
     /// interval shows, the ring is sized for that many rows at once instead of growing by
     /// steps (each step copies the ring).
@@ -318,11 +323,11 @@ impl Block {
         (usize::try_from(self.retain_ms / interval).unwrap_or(0) + 2).min(MAX_RESERVED_ROWS)
     }
 
+    /// Appends an empty row at `t`, after the newest.
     fn new_row(&mut self, t: i64) -> usize {
         if self.len == self.cap() {
             let cap = (self.cap() + self.cap() / 2 + 4).max(self.retained_rows());
-            let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
-            self.relayout(cap, &keep, None);
+            self.resize_ring(cap, None);
         }
         let p = self.phys(self.len);
         self.meta[p] = RowMeta {
@@ -398,8 +403,7 @@ impl Block {
             }
             let at = self.rows_until(t - 1, self.len);
             if self.row_t(at) != t {
-                let keep: Vec<Option<usize>> = (0..n).map(Some).collect();
-                self.relayout(self.cap() + 1, &keep, Some((at, t)));
+                self.resize_ring(self.cap() + 1, Some((at, t)));
             }
             (at, Pushed::NewRow)
         };
@@ -530,8 +534,7 @@ impl Block {
             self.newest_filled = 0;
         }
         if self.cap() > 4 * self.len.max(8) && self.cap() > 2 * self.retained_rows() {
-            let keep: Vec<Option<usize>> = (0..self.columns()).map(Some).collect();
-            self.relayout(self.len, &keep, None);
+            self.resize_ring(self.len, None);
         }
     }
 

@@ -87,10 +87,6 @@ struct BlockEntry {
     has_primary: bool,
     /// Some column has an increment not yet folded (the block is in [`Inner::dirty_blocks`]).
     dirty: bool,
-    /// Newest primary sample time seen (for [`ServiceIncrements::newest_ms`]).
-    ///
-    /// [`ServiceIncrements::newest_ms`]: crate::graph::health_input::ServiceIncrements::newest_ms
-    newest_t: i64,
     block: Block,
 }
 
@@ -193,7 +189,6 @@ pub struct EdgeTable {
     /// Batches that arrived while a computation held the table.
     pending: Mutex<Vec<(u64, i64, f64)>>,
     seen: Mutex<HashMap<Name, i64>>,
-    retain_ms: i64,
 }
 
 /// Endpoint counts of one service, summed over reporting proxies.
@@ -211,17 +206,15 @@ impl EdgeTable {
     /// A table keeping samples for windows up to `max_window_ms`.
     pub fn new(max_window_ms: i64) -> Self {
         // One extra minute so the oldest window always sees its first sample.
-        let retain_ms = max_window_ms + 60_000;
         Self {
             inner: Mutex::new(Inner {
-                retain_ms,
+                retain_ms: max_window_ms + 60_000,
                 ..Inner::default()
             }),
             tracking: true,
             spare: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
-            retain_ms,
         }
     }
 
@@ -484,7 +477,7 @@ impl EdgeTable {
         let mut inner = self.lock();
         // Increments of series about to be dropped are kept.
         inner.fold();
-        let cutoff = inner.newest_ms - self.retain_ms;
+        let cutoff = inner.newest_ms - inner.retain_ms;
         let mut dropped = 0;
         for b in 0..inner.blocks.len() {
             dropped += inner.expire_block(b, cutoff);

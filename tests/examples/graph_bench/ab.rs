@@ -6,9 +6,10 @@
 //! the relay batches go through protobuf decode, the relay's stream decoder and the ingest
 //! (store with its WAL on disk, then the edge table); then the graph's upkeep runs (the refresh
 //! schedule: 1m every time, 5m every 5th, 10m every 10th; the increments health takes, and
-//! those the derived series take when they are on: `--derived`). The figure is process CPU (all threads) per scrape over the scrapes
-//! after `--skip`, so the table's rings are past their first growth. `off` runs the same with
-//! `graph.enabled: false`; the graph's cost is `on - off`.
+//! those the derived series take when they are on: `--derived`). The figure is process CPU
+//! (all threads) per scrape over the scrapes from `--skip` (default 10), past the table's
+//! one-off ring sizing. `off` runs the same with `graph.enabled: false`; the graph's cost is
+//! `on - off`.
 
 use std::time::Duration;
 

@@ -51,6 +51,7 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 mod ab;
+mod lean;
 
 /// The allocator of the `meshfed` binary (cli/src/main.rs), so memory is laid out as deployed.
 #[global_allocator]
@@ -248,7 +249,7 @@ async fn main() {
         let agg = Aggregator::start(&config(true, &data_dir), stop.clone())
             .await
             .unwrap();
-        lean_ingest(&agg, nodes, edges, scrapes).await;
+        lean::ingest(&agg, nodes, edges, scrapes).await;
         measure_graph(&agg, requests, None, meshfed_aggregator::http::now_ms()).await;
         println!("peak RSS {:.0} MiB", peak_rss_mib());
         stop.cancel();
@@ -725,77 +726,4 @@ fn full_ingest(
         resolved_scrapes.push(kept);
     }
     (full, resolved_scrapes)
-}
-
-/// `--lean`: registers every series with the aggregator's ingest (no relay, no copies kept but
-/// the series ids) and appends `scrapes` scrapes 5 s apart as per-cluster batches of
-/// `BATCH_SAMPLES`, built just in time; prints the store-with-WAL + table time per scrape.
-async fn lean_ingest(agg: &Aggregator, nodes: usize, edges: usize, scrapes: usize) {
-    let t = Instant::now();
-    let t0 = meshfed_aggregator::http::now_ms() - (scrapes as i64) * 5_000;
-    // Per cluster: (series id, rate). Scrape 0 goes in as the series are registered, a batch at
-    // a time as the relay would deliver it: the store forgets series that stay without samples.
-    let mut by_cluster: BTreeMap<String, Vec<(u64, f64)>> = BTreeMap::new();
-    let mut sent: BTreeMap<String, usize> = BTreeMap::new();
-    let first = |cluster: &str, series: &[(u64, f64)], from: usize| {
-        let batch: Vec<(u64, i64, f64)> = series[from..].iter().map(|&(id, _)| (id, t0, 0.0)).collect();
-        agg.ingest.append(cluster, &batch).unwrap();
-    };
-    for i in 0..edges {
-        let src = i % nodes;
-        let dst = (src + 1 + i / nodes) % nodes;
-        for (labels, share) in edge_series(src, dst) {
-            let cluster = labels.get("cluster").unwrap().to_owned();
-            let id = agg.ingest.register_series(&labels);
-            let series = by_cluster.entry(cluster.clone()).or_default();
-            series.push((id, share * (1.0 + (i % 7) as f64)));
-            let from = sent.entry(cluster.clone()).or_default();
-            if series.len() - *from == BATCH_SAMPLES {
-                first(&cluster, series, *from);
-                *from = series.len();
-            }
-        }
-    }
-    for (cluster, series) in &by_cluster {
-        first(cluster, series, sent[cluster]);
-    }
-    let n_series: usize = by_cluster.values().map(Vec::len).sum();
-    eprintln!(
-        "lean: {n_series} series registered with scrape 0 in {:.1?}; peak RSS {:.0} MiB",
-        t.elapsed(),
-        peak_rss_mib()
-    );
-    // Registering millions of series takes minutes: the later scrapes end 5 s before now, so
-    // every window has them (scrape 0 is then further back; only the 10m window reaches it).
-    let end = meshfed_aggregator::http::now_ms();
-    let at = |k: usize| {
-        if k == 0 {
-            t0
-        } else {
-            end - (scrapes - k) as i64 * 5_000
-        }
-    };
-    let mut took = Duration::ZERO;
-    let mut batch = Vec::with_capacity(BATCH_SAMPLES);
-    for k in 1..scrapes {
-        for (cluster, series) in &by_cluster {
-            for chunk in series.chunks(BATCH_SAMPLES) {
-                batch.clear();
-                batch.extend(
-                    chunk
-                        .iter()
-                        .map(|&(id, rate)| (id, at(k), (rate * 5.0 * k as f64).floor())),
-                );
-                let t = Instant::now();
-                agg.ingest.append(cluster, &batch).unwrap();
-                took += t.elapsed();
-            }
-        }
-    }
-    println!(
-        "lean: per scrape of {n_series} samples: store with WAL + table {:.1} ms (scrapes 1..{scrapes}); \
-         peak RSS after ingest {:.0} MiB",
-        ms(took) / (scrapes - 1) as f64,
-        peak_rss_mib()
-    );
 }

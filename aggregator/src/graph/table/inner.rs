@@ -4,6 +4,20 @@
 use super::*;
 use crate::graph::prefetch;
 
+/// Puts `item` into a free slot of `slots` (one listed in `free`) or a new one; returns its index.
+fn put<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, item: T) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            slots[i as usize] = Some(item);
+            i
+        }
+        None => {
+            slots.push(Some(item));
+            (slots.len() - 1) as u32
+        }
+    }
+}
+
 impl Inner {
     pub(super) fn edge_id(&mut self, key: &FineEdge) -> u32 {
         if let Some(&id) = self.edge_ids.get(key) {
@@ -13,16 +27,7 @@ impl Inner {
             key: Arc::new(key.clone()),
             tracks: 0,
         };
-        let id = match self.free_edges.pop() {
-            Some(id) => {
-                self.edges[id as usize] = Some(entry);
-                id
-            }
-            None => {
-                self.edges.push(Some(entry));
-                (self.edges.len() - 1) as u32
-            }
-        };
+        let id = put(&mut self.edges, &mut self.free_edges, entry);
         self.edge_ids.insert(key.clone(), id);
         self.keys = None;
         id
@@ -78,19 +83,9 @@ impl Inner {
                     plan: None,
                     has_primary: false,
                     dirty: false,
-                    newest_t: i64::MIN,
                     block: Block::with_retention(self.retain_ms),
                 };
-                let b = match self.free_blocks.pop() {
-                    Some(b) => {
-                        self.blocks[b as usize] = Some(entry);
-                        b
-                    }
-                    None => {
-                        self.blocks.push(Some(entry));
-                        (self.blocks.len() - 1) as u32
-                    }
-                };
+                let b = put(&mut self.blocks, &mut self.free_blocks, entry);
                 self.block_ids.insert(key, b);
                 b
             }
@@ -110,16 +105,7 @@ impl Inner {
 
     pub(super) fn insert_gauge(&mut self, track: GaugeTrack) {
         let series_ref = track.series_ref;
-        let g = match self.free_gauges.pop() {
-            Some(g) => {
-                self.gauges[g as usize] = Some(track);
-                g
-            }
-            None => {
-                self.gauges.push(Some(track));
-                (self.gauges.len() - 1) as u32
-            }
-        };
+        let g = put(&mut self.gauges, &mut self.free_gauges, track);
         self.set_loc(series_ref, Loc::Gauge(g));
     }
 
@@ -300,11 +286,9 @@ impl Inner {
             if !entry.has_primary {
                 continue;
             }
-            entry.newest_t = entry.newest_t.max(entry.block.newest_row_time());
             let buckets = entry.plan(&mut self.plans).buckets();
-            let mut spare_edge = EdgeStats::default();
             let edge_inc = if self.no_edge_increments {
-                &mut spare_edge // Summed and dropped: the increments are summed once for both.
+                None
             } else {
                 let e = entry.edge as usize;
                 if self.edge_increments.len() <= e {
@@ -313,7 +297,7 @@ impl Inner {
                 if self.edge_increments[e].is_none() {
                     self.dirty_edges.push(entry.edge);
                 }
-                self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets))
+                Some(self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets)))
             };
             let slot = &mut self.services[entry.service as usize];
             if slot.pending.is_none() {
@@ -323,9 +307,9 @@ impl Inner {
                 stats: EdgeStats::with_buckets(buckets),
                 ..ServiceIncrements::default()
             });
-            service_inc.newest_ms = service_inc.newest_ms.max(entry.newest_t);
+            service_inc.newest_ms = service_inc.newest_ms.max(entry.block.newest_row_time());
             let Some(plan) = &entry.plan else { continue };
-            let into = [edge_inc, &mut service_inc.stats];
+            let into = edge_inc.into_iter().chain([&mut service_inc.stats]);
             plan.add_increments(|c| increments[c], &mut self.sums, into, &self.flag_names);
         }
         dirty.clear();

@@ -207,32 +207,33 @@ impl Plan {
         stats: &mut EdgeStats,
         flag_names: &[Name],
     ) {
-        self.sum(&self.rates, rates, present, sums);
+        self.sum(&self.rates, |c| rates[c], present, sums);
         self.add_sums(sums, stats, flag_names);
     }
 
-    /// Adds the primary series' increments (one per column) into each of `into`.
-    pub fn add_increments(
+    /// Adds the primary series' increments (`increment(column)`) into each of `into`.
+    pub fn add_increments<'s>(
         &self,
         increment: impl Fn(usize) -> f64,
         sums: &mut Sums,
-        into: [&mut EdgeStats; 2],
+        into: impl IntoIterator<Item = &'s mut EdgeStats>,
         flag_names: &[Name],
     ) {
-        let Sums { acc, seen } = sums;
-        acc.clear();
-        acc.resize(self.slots(), 0.0);
-        seen.clear();
-        seen.resize(self.slots(), true);
-        for &(c, s) in &self.increments {
-            acc[s as usize] += increment(c as usize);
-        }
+        self.sum(&self.increments, increment, None, sums);
         for stats in into {
             self.add_sums(sums, stats, flag_names);
         }
     }
 
-    fn sum(&self, entries: &Entries, values: &[f64], present: Option<&[bool]>, sums: &mut Sums) {
+    /// Sums `value(column)` over `entries` into `sums`, per slot; only the columns `present`
+    /// says have one (`None`: all) count, and mark their slots seen.
+    fn sum(
+        &self,
+        entries: &Entries,
+        value: impl Fn(usize) -> f64,
+        present: Option<&[bool]>,
+        sums: &mut Sums,
+    ) {
         let Sums { acc, seen } = sums;
         acc.clear();
         acc.resize(self.slots(), 0.0);
@@ -241,13 +242,13 @@ impl Plan {
         match present {
             None => {
                 for &(c, s) in entries {
-                    acc[s as usize] += values[c as usize];
+                    acc[s as usize] += value(c as usize);
                 }
             }
             Some(present) => {
                 for &(c, s) in entries {
                     if present[c as usize] {
-                        acc[s as usize] += values[c as usize];
+                        acc[s as usize] += value(c as usize);
                         seen[s as usize] = true;
                     }
                 }
