@@ -1,6 +1,8 @@
 //! The service graph's per-scrape cost in the edge table, phase by phase, at steady state
 //! (retention full, one scrape every 5 s): appending a scrape's samples, the increments health
-//! and the derived series take once per scrape, and computing the 1m window.
+//! and the derived series take once per scrape, computing the 1m window, and the upkeep as the
+//! aggregator runs it after each scrape (the 1m refresh, which settles the new rows, and the
+//! increments health takes).
 //!
 //! The mesh: 4,000 HTTP edges (`EDGE_TABLE_EDGES=20000` for the size of `bench/graph`) over a tenth as many workloads in three clusters, each edge reported by
 //! its source proxy as `istio_requests_total` for 200 and 503 and the 20-bucket duration
@@ -194,6 +196,30 @@ fn edge_table(c: &mut Criterion) {
             total
         })
     });
+    // The upkeep after each scrape with the default settings: the 1m window's refresh (which
+    // settles the new rows in the same walk) and the increments health takes; no derived
+    // series, so the edges' increments are not collected.
+    mesh.table.collect_edge_increments(false);
+    group.bench_function("refresh_1m_and_health", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                mesh.append_next();
+                let t = Instant::now();
+                for snapshot in mesh
+                    .table
+                    .compute_many(mesh.now() + INTERVAL_MS / 2, &[60_000], true)
+                {
+                    mesh.table.recycle(black_box(snapshot));
+                }
+                black_box(mesh.table.take_health_inputs());
+                total += t.elapsed();
+                mesh.table.expire();
+            }
+            total
+        })
+    });
+    mesh.table.collect_edge_increments(true);
     let at = mesh.now() + INTERVAL_MS / 2;
     // As the refresh does: the snapshot replaced gives its allocations to the next one.
     for (name, window_ms) in [("compute_1m", 60_000), ("compute_10m", 600_000)] {

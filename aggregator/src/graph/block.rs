@@ -60,6 +60,9 @@ pub(crate) struct Block {
     newest_t: i64,
     /// The oldest row's time (`i64::MAX` without rows), for the same reason.
     oldest_t: i64,
+    /// The time of the row before the newest (`i64::MIN` with fewer than two rows), which
+    /// tells [`Block::settle`] whether only the newest row is new.
+    previous_t: i64,
     /// Series with a value in the newest row, likewise.
     newest_filled: usize,
     /// How long rows are kept (0: unknown), to size the ring once the scrape interval shows.
@@ -80,6 +83,7 @@ impl Default for Block {
             irregular: 0,
             newest_t: i64::MIN,
             oldest_t: i64::MAX,
+            previous_t: i64::MIN,
             newest_filled: 0,
             retain_ms: 0,
         }
@@ -264,6 +268,7 @@ impl Block {
         self.irregular = (0..rows).filter(|&r| self.is_irregular(&self.meta[r])).count();
         self.newest_t = if rows > 0 { self.meta[rows - 1].t } else { i64::MIN };
         self.oldest_t = if rows > 0 { self.meta[0].t } else { i64::MAX };
+        self.previous_t = if rows > 1 { self.meta[rows - 2].t } else { i64::MIN };
         self.newest_filled = if rows > 0 {
             self.meta[rows - 1].filled as usize
         } else {
@@ -325,6 +330,14 @@ impl Block {
 
     /// Appends an empty row at `t`, after the newest.
     fn new_row(&mut self, t: i64) -> usize {
+        let row = self.open_row(t);
+        let (n, p) = (self.n, self.phys(row));
+        self.values[p * n..(p + 1) * n].fill(f64::from_bits(ABSENT_BITS));
+        row
+    }
+
+    /// [`Block::new_row`] without writing the row's values: the caller writes every one.
+    fn open_row(&mut self, t: i64) -> usize {
         if self.len == self.cap() {
             let cap = (self.cap() + self.cap() / 2 + 4).max(self.retained_rows());
             self.resize_ring(cap, None);
@@ -336,9 +349,9 @@ impl Block {
             reset: false,
         };
         let n = self.columns();
-        self.values[p * n..(p + 1) * n].fill(f64::from_bits(ABSENT_BITS));
         self.len += 1;
         self.irregular += usize::from(n > 0);
+        self.previous_t = self.newest_t;
         self.newest_t = t;
         self.newest_filled = 0;
         if self.len == 1 {
@@ -438,6 +451,68 @@ impl Block {
         pushed
     }
 
+    /// [`Block::push`] of one sample per column from `col` on, all at `t` (a block's series
+    /// arrive one after the other, in column order): the row is found or made once for the
+    /// run. Returns the outcome that matters most to the caller: [`Pushed::NewRow`] or
+    /// [`Pushed::Late`] if any sample had it, else [`Pushed::Stored`] if any was stored.
+    pub fn push_run(&mut self, col: usize, t: i64, values: impl ExactSizeIterator<Item = f64>) -> Pushed {
+        if t < self.newest_t || t <= self.settled_t || col + values.len() > self.n {
+            // Out of order, into a settled row, or not columns of this block: one by one.
+            let mut out = Pushed::Refused;
+            for (k, v) in values.enumerate() {
+                out = match (out, self.push(col + k, t, v)) {
+                    (Pushed::NewRow | Pushed::Late, _) => out,
+                    (_, Pushed::Refused) => out,
+                    (_, now) => now,
+                };
+            }
+            return out;
+        }
+        let canonical = |v: f64| if absent(v) { f64::NAN } else { v };
+        let (n, len) = (self.n, values.len());
+        let mut stored = 0;
+        let mut pushed = Pushed::Refused;
+        if t > self.newest_t {
+            // A new row: written once, without reading it first (it is not in cache).
+            let row = self.open_row(t);
+            let p = self.phys(row);
+            let row = &mut self.values[p * n..(p + 1) * n];
+            row[..col].fill(f64::from_bits(ABSENT_BITS));
+            for (slot, v) in row[col..col + len].iter_mut().zip(values) {
+                *slot = canonical(v);
+            }
+            row[col + len..].fill(f64::from_bits(ABSENT_BITS));
+            stored = len as u32;
+            pushed = Pushed::NewRow;
+        } else {
+            let p = self.phys(self.len - 1);
+            for (slot, v) in self.values[p * n + col..p * n + col + len].iter_mut().zip(values) {
+                // A value already in the row: a duplicate, refused like the store does.
+                if absent(*slot) {
+                    *slot = canonical(v);
+                    stored += 1;
+                }
+            }
+        }
+        let p = self.phys(self.len - 1);
+        if stored == 0 {
+            return pushed;
+        }
+        if pushed == Pushed::Refused {
+            pushed = Pushed::Stored;
+        }
+        let m = self.meta[p];
+        let was = self.is_irregular(&m);
+        let m = RowMeta {
+            filled: m.filled + stored,
+            ..m
+        };
+        self.meta[p] = m;
+        self.newest_filled = m.filled as usize; // The row is the newest.
+        self.recount(was, &m);
+        pushed
+    }
+
     /// Adjusts the count of irregular rows after a row changed from `was` (irregular) to `m`.
     fn recount(&mut self, was: bool, m: &RowMeta) {
         let is = self.is_irregular(m);
@@ -483,7 +558,7 @@ impl Block {
         // Usually only the newest row is new.
         let from = if self.newest_t <= self.settled_t {
             self.len
-        } else if self.len >= 2 && self.row_t(self.len - 2) <= self.settled_t {
+        } else if self.len >= 2 && self.previous_t <= self.settled_t {
             self.len - 1
         } else {
             self.rows_until(self.settled_t, self.len)
@@ -527,6 +602,9 @@ impl Block {
             self.start = self.phys(1);
             self.len -= 1;
             self.oldest_t = if self.len > 0 { self.row_t(0) } else { i64::MAX };
+        }
+        if self.len < 2 {
+            self.previous_t = i64::MIN;
         }
         if self.len == 0 {
             self.start = 0;
@@ -638,6 +716,9 @@ struct Extrapolation {
     duration_to_end: f64,
     sampled_interval: f64,
     range_secs: f64,
+    /// [`Extrapolation::factor`] with `duration_to_start`: that of every series whose
+    /// extrapolation does not stop at zero.
+    factor: f64,
 }
 
 impl Extrapolation {
@@ -653,25 +734,39 @@ impl Extrapolation {
         if duration_to_end >= threshold {
             duration_to_end = avg_between / 2.0;
         }
+        let range_secs = (range_end - range_start) as f64 / 1000.0;
         Self {
             duration_to_start,
             duration_to_end,
             sampled_interval,
-            range_secs: (range_end - range_start) as f64 / 1000.0,
+            range_secs,
+            factor: Self::factor(sampled_interval, duration_to_start, duration_to_end, range_secs),
         }
+    }
+
+    /// What the change is multiplied by, in the order Prometheus computes it.
+    fn factor(sampled_interval: f64, duration_to_start: f64, duration_to_end: f64, range_secs: f64) -> f64 {
+        let extrapolate_to = sampled_interval + duration_to_start + duration_to_end;
+        extrapolate_to / sampled_interval / range_secs
     }
 
     fn rate(&self, first: f64, last: f64) -> f64 {
         let result = last - first;
-        let mut duration_to_start = self.duration_to_start;
         if result > 0.0 && first >= 0.0 {
+            // The counter would reach zero inside the extrapolated span: extrapolate only to
+            // there (the only per-series factor).
             let duration_to_zero = self.sampled_interval * (first / result);
-            if duration_to_zero < duration_to_start {
-                duration_to_start = duration_to_zero;
+            if duration_to_zero < self.duration_to_start {
+                return result
+                    * Self::factor(
+                        self.sampled_interval,
+                        duration_to_zero,
+                        self.duration_to_end,
+                        self.range_secs,
+                    );
             }
         }
-        let extrapolate_to = self.sampled_interval + duration_to_start + self.duration_to_end;
-        result * (extrapolate_to / self.sampled_interval / self.range_secs)
+        result * self.factor
     }
 }
 

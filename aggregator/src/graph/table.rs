@@ -114,7 +114,7 @@ struct GaugeTrack {
 }
 
 /// Where a series ref's samples go.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Loc {
     /// Not used by the graph.
     #[default]
@@ -321,36 +321,38 @@ impl EdgeTable {
     pub fn compute_many(&self, at_ms: i64, windows_ms: &[i64], include_idle: bool) -> Vec<WindowSnapshot> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        // Settles the new rows first (marks counter resets the windows must not span).
-        inner.fold();
         let edges = inner.edges.len();
         let mut stats: Vec<Vec<EdgeStats>> = windows_ms
             .iter()
             .map(|_| {
+                // A recycled vector's stats are cleared when first written below (or at the
+                // end, for edges without a rate), not in a pass of their own.
                 let mut stats = self.spare.lock().pop().unwrap_or_default();
                 stats.truncate(edges);
-                stats.iter_mut().for_each(EdgeStats::clear);
                 stats.resize_with(edges, EdgeStats::default);
                 stats
             })
             .collect();
-        let (mut rates, mut present, mut scratch, mut sums) =
-            (Vec::new(), Vec::new(), Vec::new(), Sums::default());
-        for entry in inner.blocks.iter_mut().flatten() {
-            entry.plan(&mut inner.plans);
-        }
-        let flags = &inner.flag_names;
-        let blocks = &inner.blocks;
-        for (w, &window_ms) in windows_ms.iter().enumerate() {
-            let stats = &mut stats[w];
-            for (i, entry) in blocks.iter().enumerate() {
-                // The rows of a block a few places ahead are asked for now, so that several
-                // blocks' memory reads are under way at once.
-                if let Some(Some(ahead)) = blocks.get(i + PREFETCH_BLOCKS) {
+        let mut written: Vec<Vec<bool>> = windows_ms.iter().map(|_| vec![false; edges]).collect();
+        let (mut rates, mut present, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sums = Sums::default();
+        // The new rows are settled first (which marks the counter resets the windows must not
+        // span): in a pass of its own, that pass keeps more reads under way than one walk that
+        // settles and computes (`refresh_1m_and_health` in `benches/edge_table.rs`).
+        inner.fold();
+        let (blocks, mut settling) = inner.split();
+        for i in 0..blocks.len() {
+            // The rows of a block a few places ahead are asked for now, so that several
+            // blocks' memory reads are under way at once.
+            if let Some(Some(ahead)) = blocks.get(i + PREFETCH_BLOCKS) {
+                for &window_ms in windows_ms {
                     ahead.block.prefetch_window(at_ms, window_ms);
                 }
-                let Some(entry) = entry else { continue };
-                let Some(plan) = &entry.plan else { continue };
+            }
+            let Some(entry) = blocks[i].as_mut() else { continue };
+            settling.plan(entry);
+            let Some(plan) = &entry.plan else { continue };
+            for (w, &window_ms) in windows_ms.iter().enumerate() {
                 let bounds = entry.block.window_bounds(at_ms, window_ms);
                 let have = match entry
                     .block
@@ -360,9 +362,19 @@ impl EdgeTable {
                     WindowRates::All => None,
                     WindowRates::Some => Some(present.as_slice()),
                 };
-                let stats = &mut stats[entry.edge as usize];
+                let e = entry.edge as usize;
+                let stats = &mut stats[w][e];
+                if !written[w][e] {
+                    written[w][e] = true;
+                    stats.clear();
+                }
                 stats.duration_buckets.reserve(plan.buckets());
-                plan.add_rates(&rates, have, &mut sums, stats, flags);
+                plan.add_rates(&rates, have, &mut sums, stats, settling.flag_names);
+            }
+        }
+        for (stats, written) in stats.iter_mut().zip(&written) {
+            for (s, _) in stats.iter_mut().zip(written).filter(|(_, w)| !**w) {
+                s.clear();
             }
         }
         let keys = Arc::clone(inner.keys.get_or_insert_with(|| {

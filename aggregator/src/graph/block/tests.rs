@@ -273,3 +273,48 @@ fn settling_hands_out_every_increment_once() {
         }
     }
 }
+
+/// [`Block::push_run`] leaves the block as pushing the run's samples one by one does, with the
+/// same outcome for the caller: new rows, runs into the newest row (some duplicates), runs
+/// older than the newest row and into settled rows.
+#[test]
+fn a_run_is_stored_as_its_samples_one_by_one() {
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let state = |b: &Block| {
+        let bits: Vec<u64> = b.values.iter().map(|v| v.to_bits()).collect();
+        format!("{b:?} {bits:?}")
+    };
+    for case in 0..300 {
+        let n_cols = 1 + rng.below(8) as usize;
+        let (mut by_run, mut one_by_one) = (Block::with_retention(60_000), Block::with_retention(60_000));
+        for _ in 0..n_cols {
+            by_run.add_column();
+            one_by_one.add_column();
+        }
+        let mut t = 10_000;
+        for step in 0..60 {
+            if rng.below(3) > 0 {
+                t += 5_000;
+            }
+            let at = t - 5_000 * rng.below(3) as i64;
+            let col = rng.below(n_cols as u64) as usize;
+            let len = 1 + rng.below((n_cols - col) as u64) as usize;
+            let values: Vec<f64> = (0..len)
+                .map(|k| (step * 10 + k) as f64 - rng.below(4) as f64)
+                .collect();
+            let want = values.iter().enumerate().fold(Pushed::Refused, |out, (k, &v)| {
+                match (out, one_by_one.push(col + k, at, v)) {
+                    (Pushed::NewRow | Pushed::Late, _) | (_, Pushed::Refused) => out,
+                    (_, now) => now,
+                }
+            });
+            let got = by_run.push_run(col, at, values.iter().copied());
+            assert_eq!(got, want, "case {case} step {step}");
+            assert_eq!(state(&by_run), state(&one_by_one), "case {case} step {step}");
+            if rng.below(4) == 0 {
+                by_run.settle(|_| true, |_, _| {});
+                one_by_one.settle(|_| true, |_, _| {});
+            }
+        }
+    }
+}

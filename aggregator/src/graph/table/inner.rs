@@ -183,31 +183,27 @@ impl Inner {
     }
 
     pub(super) fn apply(&mut self, samples: &[(u64, i64, f64)]) {
-        // A block's samples come one after the other. `FAR` samples ahead the block's entry is
-        // asked for; `NEAR` ahead (the entry is in cache by then), the row the samples will
-        // write.
+        // A block's samples come one after the other, in column order: each such run is
+        // stored at once. When a run starts, the entry of the block `FAR` samples ahead is
+        // asked for, and the row of the one `NEAR` ahead (its entry is in cache by then).
         const FAR: usize = 64;
         const NEAR: usize = 24;
-        let (mut far_block, mut near_block) = (usize::MAX, usize::MAX);
-        for (i, &(series_ref, t, v)) in samples.iter().enumerate() {
+        let mut i = 0;
+        while i < samples.len() {
             if let Some(&(ahead, _, _)) = samples.get(i + FAR)
                 && let Some(b) = self.block_of(ahead)
-                && b != far_block
+                && let Some(entry) = &self.blocks[b]
             {
-                far_block = b;
-                if let Some(entry) = &self.blocks[b] {
-                    prefetch::value(entry);
-                }
+                prefetch::value(entry);
             }
             if let Some(&(ahead, _, _)) = samples.get(i + NEAR)
                 && let Some(b) = self.block_of(ahead)
-                && b != near_block
+                && let Some(entry) = &self.blocks[b]
             {
-                near_block = b;
-                if let Some(entry) = &self.blocks[b] {
-                    entry.block.prefetch_next_row();
-                }
+                entry.block.prefetch_next_row();
             }
+            let (series_ref, t, v) = samples[i];
+            i += 1;
             let Some(&loc) = self.by_ref.get(series_ref as usize) else {
                 continue;
             };
@@ -217,27 +213,26 @@ impl Inner {
             let (b, c) = match loc {
                 Loc::None => continue,
                 Loc::Gauge(g) => {
-                    // Gauges need only their newest value.
-                    let Some(track) = self.gauges[g as usize].as_mut() else {
-                        continue;
-                    };
-                    if track.last.is_some_and(|s| s.timestamp_ms >= t) {
-                        continue; // The store refused it too: a duplicate or out of order.
-                    }
-                    self.newest_ms = self.newest_ms.max(t);
-                    track.last = Some(Sample {
-                        timestamp_ms: t,
-                        value: v,
-                    });
+                    self.apply_gauge(g, t, v);
                     continue;
                 }
                 Loc::Column(b, c) => (b as usize, c as usize),
             };
+            // The run: the next samples of the same block's next columns at the same time.
+            let from = i - 1;
+            while let Some(&(r, tn, vn)) = samples.get(i)
+                && tn == t
+                && !is_stale_nan(vn)
+                && self.by_ref.get(r as usize) == Some(&Loc::Column(b as u32, (c + i - from) as u32))
+            {
+                i += 1;
+            }
             let Some(entry) = self.blocks[b].as_mut() else {
                 continue;
             };
-            match entry.block.push(c, t, v) {
-                Pushed::Refused => continue, // The store refused it too: a duplicate or out of order.
+            let run = samples[from..i].iter().map(|s| s.2);
+            match entry.block.push_run(c, t, run) {
+                Pushed::Refused => continue, // The store refused them too: duplicates or out of order.
                 Pushed::Stored => {}
                 Pushed::NewRow | Pushed::Late => {
                     // The increments and resets are worked out when the block is settled.
@@ -254,65 +249,125 @@ impl Inner {
         }
     }
 
-    /// Settles the blocks that received samples ([`Block::settle`]) and adds the increments
-    /// of their primary series into their services' (health) and edges' (derived series)
-    /// increments, through each block's [`Plan`].
+    /// A sample of an endpoint gauge: only its newest value is kept.
+    fn apply_gauge(&mut self, g: u32, t: i64, v: f64) {
+        let Some(track) = self.gauges[g as usize].as_mut() else {
+            return;
+        };
+        if track.last.is_some_and(|s| s.timestamp_ms >= t) {
+            return; // The store refused it too: a duplicate or out of order.
+        }
+        self.newest_ms = self.newest_ms.max(t);
+        track.last = Some(Sample {
+            timestamp_ms: t,
+            value: v,
+        });
+    }
+
+    /// Settles the blocks that received samples ([`Settling::settle`]).
     pub(super) fn fold(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty_blocks);
+        let (blocks, mut settling) = self.split();
         for (i, &b) in dirty.iter().enumerate() {
             // The entries of blocks further down the list are asked for early, then the rows
             // they will settle.
             if let Some(&a) = dirty.get(i + 8)
-                && let Some(entry) = &self.blocks[a as usize]
+                && let Some(entry) = &blocks[a as usize]
             {
                 prefetch::value(entry);
             }
             if let Some(&a) = dirty.get(i + 4)
-                && let Some(entry) = &self.blocks[a as usize]
+                && let Some(entry) = &blocks[a as usize]
             {
                 entry.block.prefetch_unsettled();
             }
-            let Some(entry) = self.blocks[b as usize].as_mut() else {
-                continue;
-            };
-            entry.dirty = false;
-            let increments = &mut self.increments;
-            increments.clear();
-            increments.resize(entry.block.columns(), 0.0);
-            let roles = &entry.roles;
-            entry
-                .block
-                .settle(|c| roles[c].first_counts, |c, inc| increments[c] += inc);
-            if !entry.has_primary {
-                continue;
+            if let Some(entry) = blocks[b as usize].as_mut() {
+                settling.settle(entry);
             }
-            let buckets = entry.plan(&mut self.plans).buckets();
-            let edge_inc = if self.no_edge_increments {
-                None
-            } else {
-                let e = entry.edge as usize;
-                if self.edge_increments.len() <= e {
-                    self.edge_increments.resize(e + 1, None);
-                }
-                if self.edge_increments[e].is_none() {
-                    self.dirty_edges.push(entry.edge);
-                }
-                Some(self.edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets)))
-            };
-            let slot = &mut self.services[entry.service as usize];
-            if slot.pending.is_none() {
-                self.dirty_services.push(entry.service);
-            }
-            let service_inc = slot.pending.get_or_insert_with(|| ServiceIncrements {
-                stats: EdgeStats::with_buckets(buckets),
-                ..ServiceIncrements::default()
-            });
-            service_inc.newest_ms = service_inc.newest_ms.max(entry.block.newest_row_time());
-            let Some(plan) = &entry.plan else { continue };
-            let into = edge_inc.into_iter().chain([&mut service_inc.stats]);
-            plan.add_increments(|c| increments[c], &mut self.sums, into, &self.flag_names);
         }
         dirty.clear();
         self.dirty_blocks = dirty;
+    }
+
+    /// The blocks, and what settling them writes to.
+    pub(super) fn split(&mut self) -> (&mut Vec<Option<BlockEntry>>, Settling<'_>) {
+        let edge_increments = if self.no_edge_increments {
+            None
+        } else {
+            Some((&mut self.edge_increments, &mut self.dirty_edges))
+        };
+        let settling = Settling {
+            increments: &mut self.increments,
+            sums: &mut self.sums,
+            plans: &mut self.plans,
+            services: &mut self.services,
+            dirty_services: &mut self.dirty_services,
+            edge_increments,
+            flag_names: &self.flag_names,
+        };
+        (&mut self.blocks, settling)
+    }
+}
+
+/// What settling a block writes to: its service's (health) and edge's (derived series)
+/// increments, with the scratch space it uses.
+pub(super) struct Settling<'a> {
+    increments: &'a mut Vec<f64>,
+    sums: &'a mut Sums,
+    plans: &'a mut Plans,
+    services: &'a mut [ServiceSlot],
+    dirty_services: &'a mut Vec<u32>,
+    /// `None` when nobody takes the edges' increments.
+    edge_increments: Option<(&'a mut Vec<Option<EdgeStats>>, &'a mut Vec<u32>)>,
+    pub(super) flag_names: &'a [Name],
+}
+
+impl Settling<'_> {
+    /// Makes sure the entry has its plan (after its series changed).
+    pub(super) fn plan(&mut self, entry: &mut BlockEntry) {
+        entry.plan(self.plans);
+    }
+
+    /// Settles a block that received samples ([`Block::settle`]) and adds the increments of its
+    /// primary series into its service's and edge's increments, through its [`Plan`]. The
+    /// caller takes the block off [`Inner::dirty_blocks`].
+    pub(super) fn settle(&mut self, entry: &mut BlockEntry) {
+        entry.dirty = false;
+        let increments = &mut *self.increments;
+        increments.clear();
+        increments.resize(entry.block.columns(), 0.0);
+        let roles = &entry.roles;
+        entry
+            .block
+            .settle(|c| roles[c].first_counts, |c, inc| increments[c] += inc);
+        if !entry.has_primary {
+            return;
+        }
+        let buckets = entry.plan(self.plans).buckets();
+        let edge_inc = self
+            .edge_increments
+            .as_mut()
+            .map(|(edge_increments, dirty_edges)| {
+                let e = entry.edge as usize;
+                if edge_increments.len() <= e {
+                    edge_increments.resize(e + 1, None);
+                }
+                if edge_increments[e].is_none() {
+                    dirty_edges.push(entry.edge);
+                }
+                edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets))
+            });
+        let slot = &mut self.services[entry.service as usize];
+        if slot.pending.is_none() {
+            self.dirty_services.push(entry.service);
+        }
+        let service_inc = slot.pending.get_or_insert_with(|| ServiceIncrements {
+            stats: EdgeStats::with_buckets(buckets),
+            ..ServiceIncrements::default()
+        });
+        service_inc.newest_ms = service_inc.newest_ms.max(entry.block.newest_row_time());
+        let Some(plan) = &entry.plan else { return };
+        let into = edge_inc.into_iter().chain([&mut service_inc.stats]);
+        plan.add_increments(|c| increments[c], self.sums, into, self.flag_names);
     }
 }
