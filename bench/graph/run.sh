@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Graph API latency and graph-maintenance cost (issue #7), one release build. The cost is CPU
 # time (the process's, all threads), A/B against an aggregator with graph.enabled: false fed the
-# same relay batches; see tests/examples/graph_bench.rs and docs/graph.md, "Benchmarks".
+# same relay batches; see tests/examples/graph_bench/ and docs/graph.md, "Benchmarks".
 # Usage: bench/graph/run.sh [--big]
 #   default: 2,000 nodes / 20,000 edges (440,000 series; the process peaks at ~3 GiB), then the
-#   A/B of ingest with the graph's upkeep in separate processes (AB_PAIRS pairs, default 5)
+#   A/B of ingest with the graph's upkeep, paired in one process (PAIRED_RUNS runs, default 3)
+#   and, with AB_PAIRS > 0, in separate processes
 #   --big adds 20,000 nodes / 200,000 edges (4.4 M series) in --lean mode (the aggregator only:
 #   no relay encode/decode, no in-memory store or bare table copies), 5 scrapes; it refuses to
 #   start with less than 14 GiB available (`free`), and is stopped past 12 GiB resident.
@@ -15,25 +16,39 @@ cargo build --release --locked -p meshfed-tests --example graph_bench
 bin=target/release/examples/graph_bench
 echo "== 2,000 nodes / 20,000 edges"
 "$bin" --nodes 2000 --edges 20000
-# A/B in separate processes (tests/examples/graph_bench/ab.rs): ingest plus the graph's upkeep
-# per scrape with the graph off and on, alternately, AB_PAIRS times (default 5); the graph's
-# cost is the median of the pairs' (on - off) / off. 40 scrapes per process, the last 30 timed.
-pairs="${AB_PAIRS:-5}"
-echo "== A/B, separate processes, ${pairs} pairs"
-ab_log=$(mktemp)
-for _ in $(seq "$pairs"); do
-  for side in off on; do
-    "$bin" --nodes 2000 --edges 20000 --ab "$side" --scrapes 40 | tee -a "$ab_log"
-  done
+# The graph's cost: paired A/B in one process (tests/examples/graph_bench/paired.rs): two
+# aggregators, graph off and on, fed the same scrapes alternately with the caches flushed
+# between turns; per scrape (on - off) / off, the median over scrapes 20..60. PAIRED_RUNS runs
+# (default 3); the figure is the median of their medians.
+runs="${PAIRED_RUNS:-3}"
+echo "== A/B, paired in one process, ${runs} runs"
+paired_log=$(mktemp)
+for _ in $(seq "$runs"); do
+  "$bin" --nodes 2000 --edges 20000 --ab paired --scrapes 60 --skip 20 | tee -a "$paired_log"
 done
-# Per pair: off and on totals and the ratio; then the median ratio (mawk has no asort).
-awk 'match($0, /total [0-9.]+/) { v = substr($0, RSTART + 6, RLENGTH - 6) }
-     /^ab off/ { off = v } /^ab on/ { printf "%.2f %.1f %.1f\n", (v - off) / off * 100, off, v }' "$ab_log" |
-  tee "$ab_log.pairs" | awk '{ printf "pair %d: off %s ms, on %s ms: +%s%%\n", NR, $2, $3, $1 }'
-sort -n "$ab_log.pairs" | awk '{ r[NR] = $1 } END { m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2;
-  printf "graph appends and upkeep: median +%.1f%% of the ingest CPU without the graph (%d pairs)\n", m, NR }'
-rm -f "$ab_log.pairs"
-rm -f "$ab_log"
+grep -o 'median +[0-9.]*' "$paired_log" | sed 's/median +//' | sort -n |
+  awk '{ r[NR] = $1 } END { printf "graph appends and upkeep: median +%.1f%% of the ingest CPU without the graph (median of %d paired runs)\n", r[int((NR + 1) / 2)], NR }'
+rm -f "$paired_log"
+# The same A/B in separate processes (tests/examples/graph_bench/ab.rs), AB_PAIRS alternating
+# pairs (default 0: skipped). Each side then keeps its own cache between scrapes, and a run
+# differs from the next of the same side by up to ±20% on a shared VM.
+pairs="${AB_PAIRS:-0}"
+if [ "$pairs" -gt 0 ]; then
+  echo "== A/B, separate processes, ${pairs} pairs"
+  ab_log=$(mktemp)
+  for _ in $(seq "$pairs"); do
+    for side in off on; do
+      "$bin" --nodes 2000 --edges 20000 --ab "$side" --scrapes 40 | tee -a "$ab_log"
+    done
+  done
+  # Per pair: off and on totals and the ratio; then the median ratio (mawk has no asort).
+  awk 'match($0, /total [0-9.]+/) { v = substr($0, RSTART + 6, RLENGTH - 6) }
+       /^ab off/ { off = v } /^ab on/ { printf "%.2f %.1f %.1f\n", (v - off) / off * 100, off, v }' "$ab_log" |
+    tee "$ab_log.pairs" | awk '{ printf "pair %d: off %s ms, on %s ms: +%s%%\n", NR, $2, $3, $1 }'
+  sort -n "$ab_log.pairs" | awk '{ r[NR] = $1 } END { m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2;
+    printf "separate processes: median +%.1f%% (%d pairs)\n", m, NR }'
+  rm -f "$ab_log.pairs" "$ab_log"
+fi
 if [ "${1:-}" = "--big" ]; then
   avail_gib=$(free -g | awk '/^Mem:/ {print $7}')
   if [ "$avail_gib" -lt 14 ]; then

@@ -22,9 +22,11 @@
 //! retention by scrape 4), and the refresh schedule runs one untimed cycle first. The process
 //! runs under mimalloc, the `meshfed` binary's allocator.
 //!
-//! `--ab off|on` runs one side of the separate-process A/B instead (see `ab.rs`), which is the
-//! cleaner measure of what the graph costs the ingest path: here B runs after A in the same
-//! process.
+//! `--ab paired` runs the A/B with both aggregators in one process instead, fed scrape by scrape
+//! in alternating order with the caches flushed between turns (see `paired.rs`): the measure
+//! `bench/graph/run.sh` reports, as the machine's drift hits both sides alike. `--ab off|on`
+//! runs one side of a separate-process A/B (see `ab.rs`); there each side also keeps its own
+//! cache between scrapes, and runs of the same side differ by up to ±20% on a shared VM.
 //!
 //! `--lean` (for 20,000 nodes / 200,000 edges, 4.4 M series) keeps only the aggregator: series
 //! are registered with its ingest directly and each scrape's batches are built just in time, so
@@ -52,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 mod ab;
 mod lean;
+mod paired;
 
 /// The allocator of the `meshfed` binary (cli/src/main.rs), so memory is laid out as deployed.
 #[global_allocator]
@@ -236,9 +239,18 @@ async fn main() {
         ..AggregatorConfig::default()
     };
     if let Some(side) = std::env::args().skip_while(|a| a != "--ab").nth(1) {
-        assert!(side == "on" || side == "off", "--ab on|off");
+        assert!(side == "on" || side == "off" || side == "paired", "--ab on|off|paired");
         let skip = arg("--skip", 10);
         assert!(skip < scrapes, "--skip must be below --scrapes");
+        if side == "paired" {
+            let off_dir = data_dir.with_extension("graph-off");
+            let mut on = config(true, &data_dir);
+            on.graph.derived_series = flag("--derived");
+            paired::run(config(false, &off_dir), on, nodes, edges, scrapes, skip).await;
+            let _ = std::fs::remove_dir_all(&data_dir);
+            let _ = std::fs::remove_dir_all(&off_dir);
+            return;
+        }
         let mut config = config(side == "on", &data_dir);
         config.graph.derived_series = flag("--derived");
         ab::run(config, nodes, edges, scrapes, skip).await;
