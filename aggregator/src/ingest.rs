@@ -23,6 +23,10 @@ pub struct StoreIngest {
     metadata: Option<Arc<crate::metadata::MetadataStore>>,
     refused: Family<Vec<(String, String)>, Counter>,
     appended: Counter,
+    /// Series registered since the last append that the graph may track: it looks at them at
+    /// the next append, all at once, so that its allocations for them do not fall between the
+    /// store's own for consecutive series (which would spread the store's per-series memory).
+    unobserved: Mutex<Vec<u64>>,
 }
 
 impl StoreIngest {
@@ -36,6 +40,19 @@ impl StoreIngest {
             metadata: None,
             refused: Family::default(),
             appended: Counter::default(),
+            unobserved: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Hands the series registered since the last call to the graph. Holds the list's lock
+    /// until the graph has them, so that an append on another stream never finds its series
+    /// unknown to the graph while they are being looked at.
+    fn observe_registered(&self) {
+        let mut unobserved = self.unobserved.lock();
+        for r in unobserved.drain(..) {
+            if let Some(labels) = self.store.labels(SeriesRef(r)) {
+                self.graph.observe_series(r, &labels);
+            }
         }
     }
 
@@ -75,12 +92,15 @@ impl StoreIngest {
 impl Ingest for StoreIngest {
     fn register_series(&self, labels: &Labels) -> u64 {
         let r = self.store.get_or_create(labels).0;
-        self.graph.observe_series(r, labels);
+        if self.graph.may_track(labels) {
+            self.unobserved.lock().push(r);
+        }
         r
     }
 
     fn append(&self, cluster: &str, samples: &[ResolvedSample]) -> Result<(), String> {
         // One allocation per batch, not per sample; no lock shared between streams.
+        self.observe_registered();
         let batch: Vec<_> = samples.iter().map(|&(r, t, v)| (SeriesRef(r), t, v)).collect();
         let stats = self.store.append_batch(&batch);
         // Acknowledge only what is durable: this waits for the WAL's (shared) fsync.

@@ -26,8 +26,8 @@ paired_log=$(mktemp)
 for _ in $(seq "$runs"); do
   "$bin" --nodes 2000 --edges 20000 --ab paired --scrapes 60 --skip 20 | tee -a "$paired_log"
 done
-grep -o 'median +[0-9.]*' "$paired_log" | sed 's/median +//' | sort -n |
-  awk '{ r[NR] = $1 } END { printf "graph appends and upkeep: median +%.1f%% of the ingest CPU without the graph (median of %d paired runs)\n", r[int((NR + 1) / 2)], NR }'
+grep -o 'median [-+][0-9.]*' "$paired_log" | sed 's/median +*//' | sort -n |
+  awk '{ r[NR] = $1 } END { printf "graph appends and upkeep: median %+.1f%% of the ingest CPU without the graph (median of %d paired runs)\n", r[int((NR + 1) / 2)], NR }'
 rm -f "$paired_log"
 # The same A/B in separate processes (tests/examples/graph_bench/ab.rs), AB_PAIRS alternating
 # pairs (default 0: skipped). Each side then keeps its own cache between scrapes, and a run

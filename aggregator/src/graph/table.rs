@@ -227,13 +227,18 @@ impl EdgeTable {
         }
     }
 
+    /// Whether [`EdgeTable::observe_series`] may remember a series with `labels` (the graph
+    /// and health read only some Istio and Envoy metrics).
+    pub fn may_track(&self, labels: &Labels) -> bool {
+        self.tracking
+            && labels
+                .metric_name()
+                .is_some_and(|name| name.starts_with("istio_") || name.starts_with("envoy_cluster_"))
+    }
+
     /// Looks at a newly registered series; remembers it when the graph or health uses it.
     pub fn observe_series(&self, series_ref: u64, labels: &Labels) {
-        if !self.tracking {
-            return;
-        }
-        let Some(name) = labels.metric_name() else { return };
-        if !(name.starts_with("istio_") || name.starts_with("envoy_cluster_")) {
+        if !self.may_track(labels) {
             return;
         }
         let mut inner = self.inner.lock();

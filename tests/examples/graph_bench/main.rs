@@ -239,12 +239,16 @@ async fn main() {
         ..AggregatorConfig::default()
     };
     if let Some(side) = std::env::args().skip_while(|a| a != "--ab").nth(1) {
-        assert!(side == "on" || side == "off" || side == "paired", "--ab on|off|paired");
+        assert!(
+            side == "on" || side == "off" || side == "paired",
+            "--ab on|off|paired"
+        );
         let skip = arg("--skip", 10);
         assert!(skip < scrapes, "--skip must be below --scrapes");
         if side == "paired" {
             let off_dir = data_dir.with_extension("graph-off");
-            let mut on = config(true, &data_dir);
+            // `--aa`: both sides without the graph (what the pairing itself adds).
+            let mut on = config(!flag("--aa"), &data_dir);
             on.graph.derived_series = flag("--derived");
             paired::run(config(false, &off_dir), on, nodes, edges, scrapes, skip).await;
             let _ = std::fs::remove_dir_all(&data_dir);

@@ -36,7 +36,12 @@ struct Side {
 
 impl Side {
     /// Ingests one scrape, then runs the graph's upkeep as of `at_ms`; returns the CPU of each.
-    fn scrape(&mut self, scrape: &[(String, Vec<u8>)], at_ms: i64, resolved: &mut Vec<(u64, i64, f64)>) -> (Duration, Duration) {
+    fn scrape(
+        &mut self,
+        scrape: &[(String, Vec<u8>)],
+        at_ms: i64,
+        resolved: &mut Vec<(u64, i64, f64)>,
+    ) -> (Duration, Duration) {
         let c0 = process_cpu();
         for (cluster, bytes) in scrape {
             decode_batch(&self.agg, &mut self.decoders, cluster, bytes, resolved);
@@ -116,8 +121,8 @@ pub(crate) async fn run(
     let q = |p: f64| ratios[((ratios.len() - 1) as f64 * p).round() as usize];
     println!(
         "ab paired: {n_series} series, scrapes {skip}..{scrapes}{}: CPU per scrape (mean): off {off_ms:.2} ms, \
-         on {:.2} ms (ingest {on_ingest:.2}, upkeep {on_upkeep:.2}); graph cost per scrape: median +{:.1}% \
-         (quartiles +{:.1}%, +{:.1}%)",
+         on {:.2} ms (ingest {on_ingest:.2}, upkeep {on_upkeep:.2}); graph cost per scrape: median {:+.1}% \
+         (quartiles {:+.1}%, {:+.1}%)",
         if derived { ", derived series on" } else { "" },
         on_ingest + on_upkeep,
         q(0.5),
