@@ -44,10 +44,10 @@ impl StoreIngest {
         }
     }
 
-    /// Hands the series registered since the last call to the graph. Holds the list's lock
-    /// until the graph has them, so that an append on another stream never finds its series
-    /// unknown to the graph while they are being looked at.
-    fn observe_registered(&self) {
+    /// Hands the series registered since the last call to the graph ([`Ingest::append`] does
+    /// first). Holds the list's lock until the graph has them, so that an append on another
+    /// stream never finds its series unknown to the graph while they are being looked at.
+    pub fn observe_registered(&self) {
         let mut unobserved = self.unobserved.lock();
         for r in unobserved.drain(..) {
             if let Some(labels) = self.store.labels(SeriesRef(r)) {
