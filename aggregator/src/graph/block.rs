@@ -719,6 +719,10 @@ struct Extrapolation {
     /// [`Extrapolation::factor`] with `duration_to_start`: that of every series whose
     /// extrapolation does not stop at zero.
     factor: f64,
+    /// A series' extrapolation can only stop at zero when `first <= change * zero_bound`
+    /// (`duration_to_start / sampled_interval` with a margin far above rounding), so the
+    /// exact test and its division run only for those.
+    zero_bound: f64,
 }
 
 impl Extrapolation {
@@ -735,12 +739,17 @@ impl Extrapolation {
             duration_to_end = avg_between / 2.0;
         }
         let range_secs = (range_end - range_start) as f64 / 1000.0;
+        let factor = Self::factor(sampled_interval, duration_to_start, duration_to_end, range_secs);
         Self {
             duration_to_start,
             duration_to_end,
             sampled_interval,
             range_secs,
-            factor: Self::factor(sampled_interval, duration_to_start, duration_to_end, range_secs),
+            // Opaque to the optimiser: knowing it equals the zero case's formula with
+            // `duration_to_start`, it would merge the two cases back into that formula, with
+            // its two divisions, for every series.
+            factor: std::hint::black_box(factor),
+            zero_bound: duration_to_start / sampled_interval * (1.0 + 1e-6),
         }
     }
 
@@ -752,7 +761,7 @@ impl Extrapolation {
 
     fn rate(&self, first: f64, last: f64) -> f64 {
         let result = last - first;
-        if result > 0.0 && first >= 0.0 {
+        if result > 0.0 && first >= 0.0 && first <= result * self.zero_bound {
             // The counter would reach zero inside the extrapolated span: extrapolate only to
             // there (the only per-series factor).
             let duration_to_zero = self.sampled_interval * (first / result);

@@ -318,3 +318,41 @@ fn a_run_is_stored_as_its_samples_one_by_one() {
         }
     }
 }
+
+/// Counters whose extrapolation stops at zero (a first value small against the window's
+/// change) take their own factor; the others share the block's. Both equal the kernel bit for
+/// bit.
+#[test]
+fn extrapolation_stopping_at_zero_equals_the_kernel() {
+    let mut block = Block::default();
+    let starts = [0.0, 1.0, 7.0, 14.0, 15.0, 1000.0];
+    for _ in starts {
+        block.add_column();
+    }
+    let mut truth: Vec<Vec<Sample>> = vec![Vec::new(); starts.len()];
+    for k in 0..4_i64 {
+        let t = 100_000 + k * 5_000;
+        for (c, start) in starts.iter().enumerate() {
+            let v = start + 10.0 * k as f64;
+            assert_ne!(block.push(c, t, v), Pushed::Refused);
+            truth[c].push(Sample {
+                timestamp_ms: t,
+                value: v,
+            });
+        }
+    }
+    block.settle(|_| false, |_, _| {});
+    let (mut rates, end, window) = (Vec::new(), 120_000, 60_000);
+    let bounds = block.window_bounds(end, window);
+    let got = block.window_rates(&bounds, &mut rates, &mut Vec::new(), &mut Vec::new());
+    assert_eq!(got, WindowRates::All);
+    for (c, samples) in truth.iter().enumerate() {
+        let want = meshfed_query::kernels::counter_rate(samples, end - window, end).unwrap();
+        assert_eq!(
+            rates[c].to_bits(),
+            want.to_bits(),
+            "column {c}: {} vs {want}",
+            rates[c]
+        );
+    }
+}
