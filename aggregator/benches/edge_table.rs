@@ -197,8 +197,8 @@ fn edge_table(c: &mut Criterion) {
         })
     });
     // The upkeep after each scrape with the default settings: the 1m window's refresh (which
-    // settles the new rows in the same walk) and the increments health takes; no derived
-    // series, so the edges' increments are not collected.
+    // first settles the new rows) and the increments health takes; no derived series, so the
+    // edges' increments are not collected.
     mesh.table.collect_edge_increments(false);
     group.bench_function("refresh_1m_and_health", |b| {
         b.iter_custom(|iters| {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use meshfed_model::Labels;
 use meshfed_relay::decode::ResolvedSample;
@@ -27,6 +28,10 @@ pub struct StoreIngest {
     /// the next append, all at once, so that its allocations for them do not fall between the
     /// store's own for consecutive series (which would spread the store's per-series memory).
     unobserved: Mutex<Vec<u64>>,
+    /// Whether `unobserved` may hold any, so an append takes its lock only after
+    /// registrations. Set with the push and cleared once the graph has them, both under the
+    /// lock: an append that reads `false` finds its series known to the graph.
+    any_unobserved: AtomicBool,
 }
 
 impl StoreIngest {
@@ -41,6 +46,7 @@ impl StoreIngest {
             refused: Family::default(),
             appended: Counter::default(),
             unobserved: Mutex::new(Vec::new()),
+            any_unobserved: AtomicBool::new(false),
         }
     }
 
@@ -48,12 +54,16 @@ impl StoreIngest {
     /// first). Holds the list's lock until the graph has them, so that an append on another
     /// stream never finds its series unknown to the graph while they are being looked at.
     pub fn observe_registered(&self) {
+        if !self.any_unobserved.load(Ordering::Acquire) {
+            return;
+        }
         let mut unobserved = self.unobserved.lock();
         for r in unobserved.drain(..) {
             if let Some(labels) = self.store.labels(SeriesRef(r)) {
                 self.graph.observe_series(r, &labels);
             }
         }
+        self.any_unobserved.store(false, Ordering::Release);
     }
 
     /// Hands topology reports and config acks to the controller and serves its snapshots.
@@ -93,13 +103,16 @@ impl Ingest for StoreIngest {
     fn register_series(&self, labels: &Labels) -> u64 {
         let r = self.store.get_or_create(labels).0;
         if self.graph.may_track(labels) {
-            self.unobserved.lock().push(r);
+            let mut unobserved = self.unobserved.lock();
+            unobserved.push(r);
+            self.any_unobserved.store(true, Ordering::Release);
         }
         r
     }
 
     fn append(&self, cluster: &str, samples: &[ResolvedSample]) -> Result<(), String> {
-        // One allocation per batch, not per sample; no lock shared between streams.
+        // One allocation per batch, not per sample; no lock shared between streams once their
+        // series are registered.
         self.observe_registered();
         let batch: Vec<_> = samples.iter().map(|&(r, t, v)| (SeriesRef(r), t, v)).collect();
         let stats = self.store.append_batch(&batch);

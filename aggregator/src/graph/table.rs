@@ -342,8 +342,8 @@ impl EdgeTable {
         let (mut rates, mut present, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         let mut sums = Sums::default();
         // The new rows are settled first (which marks the counter resets the windows must not
-        // span): in a pass of its own, that pass keeps more reads under way than one walk that
-        // settles and computes (`refresh_1m_and_health` in `benches/edge_table.rs`).
+        // span), in a pass of its own: one walk that settled and computed was slower
+        // (BENCHMARKS.md, "Graph maintenance, paired A/B").
         inner.fold();
         let (blocks, mut settling) = inner.split();
         for i in 0..blocks.len() {

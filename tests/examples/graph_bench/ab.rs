@@ -11,6 +11,7 @@
 //! one-off ring sizing. `off` runs the same with `graph.enabled: false`; the graph's cost is
 //! `on - off`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
@@ -20,6 +21,47 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Mesh, decode_batch, encode_mesh, ms, peak_rss_mib, process_cpu};
 
+/// One side of an A/B: an aggregator with its stream decoders (also used by `paired.rs`).
+pub(crate) struct Side {
+    pub(crate) agg: Aggregator,
+    decoders: HashMap<String, StreamDecoder>,
+    derived: bool,
+}
+
+impl Side {
+    /// A side for `agg`; `derived`: the derived series' increments are taken too.
+    pub(crate) fn new(agg: Aggregator, derived: bool) -> Self {
+        Self {
+            agg,
+            decoders: HashMap::new(),
+            derived,
+        }
+    }
+
+    /// Ingests one scrape, then runs the graph's upkeep as of `at_ms`; returns the process CPU
+    /// of each.
+    pub(crate) fn scrape(
+        &mut self,
+        scrape: &[(String, Vec<u8>)],
+        at_ms: i64,
+        resolved: &mut Vec<(u64, i64, f64)>,
+    ) -> (Duration, Duration) {
+        let c0 = process_cpu();
+        for (cluster, bytes) in scrape {
+            decode_batch(&self.agg, &mut self.decoders, cluster, bytes, resolved);
+            self.agg.ingest.append(cluster, resolved).unwrap();
+        }
+        let c1 = process_cpu();
+        self.agg.graph.refresh(at_ms);
+        drop(self.agg.graph.table.take_health_inputs());
+        if self.derived {
+            drop(self.agg.graph.table.take_increments());
+        }
+        let c2 = process_cpu();
+        (c1.saturating_sub(c0), c2.saturating_sub(c1))
+    }
+}
+
 /// Runs one side; prints one `ab` line.
 pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, scrapes: usize, skip: usize) {
     let (on, derived) = (config.graph.enabled, config.graph.derived_series);
@@ -27,27 +69,15 @@ pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, sc
         wire, t0, n_series, ..
     } = encode_mesh(nodes, edges, scrapes);
     let stop = CancellationToken::new();
-    let agg = Aggregator::start(&config, stop.clone()).await.unwrap();
-    let mut decoders: std::collections::HashMap<String, StreamDecoder> = Default::default();
+    let mut side = Side::new(Aggregator::start(&config, stop.clone()).await.unwrap(), derived);
     let mut resolved = Vec::new();
     let (mut ingest, mut upkeep) = (Duration::ZERO, Duration::ZERO);
     for (k, scrape) in wire.iter().enumerate() {
-        let c0 = process_cpu();
-        for (cluster, bytes) in scrape {
-            decode_batch(&agg, &mut decoders, cluster, bytes, &mut resolved);
-            agg.ingest.append(cluster, &resolved).unwrap();
-        }
-        let c1 = process_cpu();
         // Half an interval after the scrape, as a refresh between scrapes would run.
-        agg.graph.refresh(t0 + k as i64 * 5_000 + 2_500);
-        drop(agg.graph.table.take_health_inputs());
-        if derived {
-            drop(agg.graph.table.take_increments());
-        }
-        let c2 = process_cpu();
+        let (i, u) = side.scrape(scrape, t0 + k as i64 * 5_000 + 2_500, &mut resolved);
         if k >= skip {
-            ingest += c1.saturating_sub(c0);
-            upkeep += c2.saturating_sub(c1);
+            ingest += i;
+            upkeep += u;
         }
     }
     let timed = (scrapes - skip) as f64;
@@ -61,5 +91,5 @@ pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, sc
         peak_rss_mib()
     );
     stop.cancel();
-    agg.join().await;
+    side.agg.join().await;
 }

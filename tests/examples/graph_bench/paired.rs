@@ -12,51 +12,21 @@
 //! graph's upkeep (the refresh schedule and the increments health takes; the derived series'
 //! with `--derived`). The figure is process CPU per scrape; the cost is the median over the
 //! timed scrapes of (on - off) / off, with the mean of each side beside it.
+//!
+//! `--no-flush` skips the flush; `--aa` runs both sides without the graph (what the pairing
+//! itself adds: it should come out near zero).
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use meshfed_aggregator::{Aggregator, AggregatorConfig};
-use meshfed_relay::decode::StreamDecoder;
-use meshfed_relay::server::Ingest;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Mesh, decode_batch, encode_mesh, ms, process_cpu};
+use crate::ab::Side;
+use crate::{Mesh, encode_mesh, ms};
 
 /// More than the last-level cache (32 MiB here).
 const FLUSH_BYTES: usize = 64 << 20;
-
-/// One side: an aggregator with its stream decoders.
-struct Side {
-    agg: Aggregator,
-    decoders: HashMap<String, StreamDecoder>,
-    derived: bool,
-}
-
-impl Side {
-    /// Ingests one scrape, then runs the graph's upkeep as of `at_ms`; returns the CPU of each.
-    fn scrape(
-        &mut self,
-        scrape: &[(String, Vec<u8>)],
-        at_ms: i64,
-        resolved: &mut Vec<(u64, i64, f64)>,
-    ) -> (Duration, Duration) {
-        let c0 = process_cpu();
-        for (cluster, bytes) in scrape {
-            decode_batch(&self.agg, &mut self.decoders, cluster, bytes, resolved);
-            self.agg.ingest.append(cluster, resolved).unwrap();
-        }
-        let c1 = process_cpu();
-        self.agg.graph.refresh(at_ms);
-        drop(self.agg.graph.table.take_health_inputs());
-        if self.derived {
-            drop(self.agg.graph.table.take_increments());
-        }
-        let c2 = process_cpu();
-        (c1.saturating_sub(c0), c2.saturating_sub(c1))
-    }
-}
 
 /// Evicts what the caches hold: writes then reads every line of `buf`.
 fn flush(buf: &mut [u8]) {
@@ -81,16 +51,8 @@ pub(crate) async fn run(
     } = encode_mesh(nodes, edges, scrapes);
     let stop = CancellationToken::new();
     let mut sides = [
-        Side {
-            agg: Aggregator::start(&off, stop.clone()).await.unwrap(),
-            decoders: HashMap::new(),
-            derived: false,
-        },
-        Side {
-            agg: Aggregator::start(&on, stop.clone()).await.unwrap(),
-            decoders: HashMap::new(),
-            derived,
-        },
+        Side::new(Aggregator::start(&off, stop.clone()).await.unwrap(), false),
+        Side::new(Aggregator::start(&on, stop.clone()).await.unwrap(), derived),
     ];
     // `--no-flush`: each side runs on what the previous turn (its own or the other's) left.
     let mut buf = vec![0u8; if crate::flag("--no-flush") { 0 } else { FLUSH_BYTES }];
