@@ -69,6 +69,9 @@ pub struct GraphConfig {
     pub health_interval_ms: u64,
     /// Write `traces_service_graph_*` and `meshfed_service_health` into the store.
     pub derived_series: bool,
+    /// How often the derived series are written (Tempo's metrics-generator writes its
+    /// service-graph series every 15 s by default).
+    pub derived_interval_ms: u64,
 }
 
 impl Default for GraphConfig {
@@ -82,6 +85,7 @@ impl Default for GraphConfig {
             refresh_ms: 5_000,
             health_interval_ms: 1_000,
             derived_series: true,
+            derived_interval_ms: 15_000,
         }
     }
 }
@@ -133,8 +137,14 @@ impl AggregatorConfig {
         if self.graph.windows.is_empty() {
             return Err("graph.windows must name at least one window".into());
         }
-        if self.graph.refresh_ms == 0 || self.graph.health_interval_ms == 0 {
-            return Err("graph.refresh_ms and graph.health_interval_ms must be positive".into());
+        if self.graph.refresh_ms == 0
+            || self.graph.health_interval_ms == 0
+            || self.graph.derived_interval_ms == 0
+        {
+            return Err(
+                "graph.refresh_ms, graph.health_interval_ms and graph.derived_interval_ms must be positive"
+                    .into(),
+            );
         }
         self.health.validate()
     }

@@ -19,13 +19,14 @@ use meshfed_relay::tls::server::{build_server_config, tls_incoming};
 
 use crate::config::{AggregatorConfig, GraphConfig};
 use crate::graph::GraphService;
-use crate::graph::derived::{SeriesWriter, ServiceGraphCounters};
+use crate::graph::derived::DerivedSeries;
 use crate::graph_http::GraphState;
 use crate::health::HealthModel;
 use crate::http::{AppState, SelfGauges, router};
 use crate::ingest::StoreIngest;
 use crate::metadata::{MetadataLimits, MetadataStore};
 use crate::{Error, Result};
+use parking_lot::Mutex;
 
 /// How long HTTP responses in flight may take to finish after shutdown starts.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -46,6 +47,9 @@ pub struct Aggregator {
     pub graph: Arc<GraphService>,
     /// Service health.
     pub health: Arc<HealthModel>,
+    /// The derived series' totals (`graph.derived_series`), written every
+    /// `graph.derived_interval_ms`.
+    pub derived: Option<Arc<Mutex<DerivedSeries>>>,
     /// The failover and routing controller.
     pub controller: Arc<crate::controller::Controller>,
     tasks: Vec<JoinHandle<()>>,
@@ -158,6 +162,8 @@ impl Aggregator {
             registry.register_collector(Box::new(CertExpiry(Arc::clone(tls))));
         }
 
+        let derived = (config.graph.enabled && config.graph.derived_series)
+            .then(|| Arc::new(Mutex::new(DerivedSeries::new(Arc::clone(&store)))));
         let graph_state = GraphState {
             graph: Arc::clone(&graph),
             health: Arc::clone(&health),
@@ -196,10 +202,7 @@ impl Aggregator {
         if config.graph.enabled {
             tasks.push(spawn_graph_upkeep(
                 graph_state,
-                config
-                    .graph
-                    .derived_series
-                    .then(|| SeriesWriter::new(Arc::clone(&store))),
+                derived.clone(),
                 &config.graph,
                 shutdown.clone(),
             ));
@@ -224,6 +227,7 @@ impl Aggregator {
             ingest,
             graph,
             health,
+            derived,
             controller,
             tasks,
         })
@@ -301,21 +305,24 @@ fn spawn_maintenance(store: Arc<Store>, shutdown: CancellationToken) -> JoinHand
     })
 }
 
-/// Keeps the graph current: refreshes the window snapshots and writes the derived series every
-/// `refresh_ms`, evaluates health every `health_interval_ms`.
+/// Keeps the graph current: refreshes the window snapshots every `refresh_ms`, evaluates health
+/// every `health_interval_ms` and writes the derived series every `derived_interval_ms`.
 fn spawn_graph_upkeep(
     state: GraphState,
-    mut writer: Option<SeriesWriter>,
+    derived: Option<Arc<Mutex<DerivedSeries>>>,
     config: &GraphConfig,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut refresh = tokio::time::interval(Duration::from_millis(config.refresh_ms));
-    let mut evaluate = tokio::time::interval(Duration::from_millis(config.health_interval_ms));
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ticker = |ms: u64| {
+        let mut t = tokio::time::interval(Duration::from_millis(ms));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    };
+    let mut refresh = ticker(config.refresh_ms);
+    let mut evaluate = ticker(config.health_interval_ms);
+    let mut write = ticker(config.derived_interval_ms);
     let (graph, health) = (Arc::clone(&state.graph), Arc::clone(&state.health));
     tokio::spawn(async move {
-        let mut counters = ServiceGraphCounters::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -325,28 +332,37 @@ fn spawn_graph_upkeep(
                 _ = refresh.tick() => {
                     let s = state.clone();
                     let now = crate::http::now_ms();
-                    let derived = writer.is_some();
-                    let increments = match tokio::task::spawn_blocking(move || {
+                    if let Err(e) = tokio::task::spawn_blocking(move || {
                         s.graph.refresh(now);
                         s.prerender();
-                        if derived { s.graph.table.take_increments() } else { Vec::new() }
                     }).await {
-                        Ok(i) => i,
-                        Err(e) => {
-                            warn!(error = %e, "Graph refresh panicked.");
-                            continue;
-                        }
-                    };
-                    if let Some(w) = writer.as_mut() {
-                        counters.add(&increments);
-                        let mut samples = counters.samples();
-                        samples.extend(health.series());
-                        w.write(now, samples);
+                        warn!(error = %e, "Graph refresh panicked.");
+                    }
+                }
+                _ = write.tick(), if derived.is_some() => {
+                    let (g, h, d) = (Arc::clone(&graph), Arc::clone(&health), derived.clone());
+                    let now = crate::http::now_ms();
+                    if let Err(e) = tokio::task::spawn_blocking(move || write_derived(&g, &h, d.as_deref(), now)).await {
+                        warn!(error = %e, "Writing the derived series panicked.");
                     }
                 }
             }
         }
     })
+}
+
+/// Adds the graph's increments since the last call to the derived series and writes them, with
+/// health's series, at `at_ms` (nothing without derived series).
+fn write_derived(
+    graph: &GraphService,
+    health: &HealthModel,
+    derived: Option<&Mutex<DerivedSeries>>,
+    at_ms: i64,
+) {
+    let Some(derived) = derived else { return };
+    let mut d = derived.lock();
+    graph.table.drain_increments(|id, edge, inc| d.add(id, edge, inc));
+    d.write(at_ms, health.series());
 }
 
 fn local_addr(l: &TcpListener, addr: &str) -> Result<SocketAddr> {
@@ -364,6 +380,13 @@ pub async fn run(config: AggregatorConfig, shutdown: CancellationToken) -> Resul
 }
 
 impl Aggregator {
+    /// Writes the derived series now, at `at_ms` (the background task does this every
+    /// `graph.derived_interval_ms`): the graph's increments since the last write, and health's
+    /// series.
+    pub fn write_derived(&self, at_ms: i64) {
+        write_derived(&self.graph, &self.health, self.derived.as_deref(), at_ms);
+    }
+
     /// Evaluates health now (the background task does this every `health_interval_ms`).
     pub fn evaluate_health(&self) -> Vec<crate::health::Transition> {
         evaluate_health(&self.graph, &self.health)

@@ -36,16 +36,25 @@ pub struct SteppedMesh {
 impl SteppedMesh {
     /// Starts everything; the simulator runs no scenario unless `config` has one.
     pub async fn start(config: SimConfig) -> anyhow::Result<Self> {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// [`SteppedMesh::start`] with the aggregator's config changed by `tweak` first.
+    pub async fn start_with(
+        config: SimConfig,
+        tweak: impl FnOnce(&mut AggregatorConfig),
+    ) -> anyhow::Result<Self> {
         let clock = Arc::new(ManualClock::new());
         let sim = Simulator::start_with_clock(config, clock.clone()).await?;
         let stop = CancellationToken::new();
-        let agg_config = AggregatorConfig {
+        let mut agg_config = AggregatorConfig {
             relay_listen: "127.0.0.1:0".into(),
             http_listen: "127.0.0.1:0".into(),
             // Security is covered by relay_security.rs; these tests are about data.
             insecure: true,
             ..AggregatorConfig::default()
         };
+        tweak(&mut agg_config);
         let aggregator = Aggregator::start(&agg_config, stop.clone()).await?;
         let http = reqwest::Client::new();
         let mut clusters: BTreeMap<String, usize> = BTreeMap::new();

@@ -86,6 +86,20 @@ fn unique_by_edge(rows: Vec<(Labels, f64)>) -> BTreeMap<(String, String), f64> {
     out
 }
 
+/// 30% of `web-api`'s responses in cluster-1 fail with 503 from `delay_secs` on.
+fn web_api_errors(delay_secs: f64) -> FaultRequest {
+    FaultRequest {
+        fault: Fault::ErrorRate {
+            cluster: "cluster-1".into(),
+            workload: "web-api".into(),
+            fraction: 0.3,
+            code: 503,
+        },
+        delay_secs,
+        duration_secs: None,
+    }
+}
+
 fn close(got: f64, want: f64) -> bool {
     (got - want).abs() <= 1e-6 * want.abs().max(1e-9)
 }
@@ -94,18 +108,7 @@ fn close(got: f64, want: f64) -> bool {
 async fn edges_equal_promql_over_the_same_series_for_every_window() {
     let mut mesh = SteppedMesh::start(config()).await.unwrap();
     // A fault so error rates are not all zero.
-    mesh.sim
-        .inject(FaultRequest {
-            fault: Fault::ErrorRate {
-                cluster: "cluster-1".into(),
-                workload: "web-api".into(),
-                fraction: 0.3,
-                code: 503,
-            },
-            delay_secs: 400.0,
-            duration_secs: None,
-        })
-        .unwrap();
+    mesh.sim.inject(web_api_errors(400.0)).unwrap();
     let end = 660_000;
     mesh.run_until(0, end, STEP_MS).await.unwrap();
     // An instant between scrapes, so extrapolation to the window's edges is exercised.
@@ -188,6 +191,76 @@ async fn edges_equal_promql_over_the_same_series_for_every_window() {
         }
         assert!(with_errors > 0, "{window}: the fault shows");
     }
+    mesh.shutdown().await;
+}
+
+/// `traces_service_graph_*`, as Grafana's service-graph view queries them, against the workload
+/// graph's edges. The derived series are written half a scrape interval after each scrape, as
+/// the upkeep's refresh would, so their 1m rate at `t + 2.5 s` covers the same scrapes as the
+/// graph's at `t`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_service_graph_series_give_the_graphs_rates_through_promql() {
+    // The background writes stay out of the way (they would write at the wall clock, after
+    // which the store refuses the simulated times as out of order).
+    let mut mesh = SteppedMesh::start_with(config(), |c| c.graph.derived_interval_ms = 3_600_000)
+        .await
+        .unwrap();
+    mesh.sim.inject(web_api_errors(0.0)).unwrap();
+    let end = 300_000;
+    let mut t = 0;
+    while t <= end {
+        mesh.scrape_at(t).await.unwrap();
+        mesh.flush().await.unwrap();
+        mesh.aggregator.write_derived(mesh.unix_ms(t + STEP_MS / 2));
+        t += STEP_MS;
+    }
+    let g = graph(&mesh, "1m", end);
+    let edges: BTreeMap<(String, String), &meshfed_aggregator::graph::Edge> = g
+        .edges
+        .iter()
+        .filter(|e| e.request_rate > 0.0)
+        .map(|e| ((e.source.clone(), e.target.clone()), e))
+        .collect();
+    let at = end + STEP_MS / 2;
+    let by_pair = |q: &str| -> BTreeMap<(String, String), f64> {
+        mesh.query(q, at)
+            .unwrap()
+            .into_iter()
+            .map(|(l, v)| {
+                let get = |k| l.get(k).unwrap().to_owned();
+                ((get("client"), get("server")), v)
+            })
+            .collect()
+    };
+    let total = by_pair("sum by (client, server) (rate(traces_service_graph_request_total[1m]))");
+    let failed = by_pair("sum by (client, server) (rate(traces_service_graph_request_failed_total[1m]))");
+    let p95 = by_pair(
+        "histogram_quantile(0.95, sum by (client, server, le) \
+         (rate(traces_service_graph_request_server_seconds_bucket[1m])))",
+    );
+    let pairs: Vec<_> = total.iter().filter(|(_, v)| **v > 0.0).map(|(k, _)| k).collect();
+    assert_eq!(pairs, edges.keys().collect::<Vec<_>>());
+    assert!(pairs.len() > 20, "a real graph: {}", pairs.len());
+    let mut with_errors = 0;
+    for (key, e) in &edges {
+        assert!(
+            close(total[key], e.request_rate),
+            "{key:?}: {} vs {}",
+            total[key],
+            e.request_rate
+        );
+        let pct = 100.0 * failed.get(key).copied().unwrap_or(0.0) / total[key];
+        assert!(
+            close(pct, e.error_rate_percent),
+            "{key:?}: {pct}% vs {}%",
+            e.error_rate_percent
+        );
+        with_errors += usize::from(pct > 0.0);
+        if let (Some(want), Some(got)) = (e.latency_ms.p95, p95.get(key)) {
+            assert!(close(got * 1000.0, want), "{key:?}: p95 {got} s vs {want} ms");
+        }
+    }
+    assert!(with_errors > 0, "the fault shows");
     mesh.shutdown().await;
 }
 

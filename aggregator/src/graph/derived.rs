@@ -3,165 +3,306 @@
 //!
 //! - `traces_service_graph_request_total`, `traces_service_graph_request_failed_total` and
 //!   `traces_service_graph_request_server_seconds_{bucket,sum,count}` with `client` and `server`
-//!   (node ids of the workload graph) plus `client_cluster`, `server_cluster`,
+//!   (node ids of the workload graph: a call to a workload outside the mesh ends at its service
+//!   node) plus `client_cluster`, `server_cluster`,
 //!   `client_namespace`, `server_namespace`, as the OpenTelemetry servicegraph connector names
 //!   them (Grafana's Tempo service-graph view queries these names);
-//! - whatever else a caller hands to [`SeriesWriter::write`] (health uses it for
+//! - whatever else a caller hands to [`DerivedSeries::write`] (health uses it for
 //!   `meshfed_service_health`).
 //!
 //! The counters are running totals of the primary series' increments since the aggregator
-//! started: a restart shows as a counter reset, which `rate()` handles.
+//! started: a restart shows as a counter reset, which `rate()` handles. A pair without
+//! increments for [`IDLE_MS`] is no longer written (its series go stale, as Tempo's
+//! metrics-generator lets idle series go); if its traffic comes back, its counters start again
+//! from zero.
+//!
+//! Every write appends one sample per series. The label sets are built and looked up in the
+//! store once per pair (and again only when a pair's histogram gains a bucket or the store
+//! forgot a series), so a write is a pass over flat totals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use meshfed_model::Labels;
 use meshfed_store::{SeriesRef, Store};
 
-use crate::graph::istio::{Endpoint, FineEdge};
+use crate::graph::istio::FineEdge;
 use crate::graph::stats::EdgeStats;
+use crate::graph::view::workload_node;
 
-/// Appends derived samples to the store, remembering series refs.
-pub struct SeriesWriter {
-    store: Arc<Store>,
-    refs: HashMap<Labels, SeriesRef>,
-}
+/// How long a pair may go without increments before its series are no longer written (Tempo's
+/// metrics-generator drops series idle for 15 minutes by default).
+pub const IDLE_MS: i64 = 15 * 60_000;
 
-impl SeriesWriter {
-    /// A writer into `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        Self {
-            store,
-            refs: HashMap::new(),
-        }
-    }
-
-    /// Appends one sample per series at `at_ms` and commits.
-    pub fn write(&mut self, at_ms: i64, samples: impl IntoIterator<Item = (Labels, f64)>) {
-        let batch: Vec<_> = samples
-            .into_iter()
-            .map(|(labels, v)| {
-                let r = match self.refs.get(&labels) {
-                    Some(&r) => r,
-                    None => {
-                        let r = self.store.get_or_create(&labels);
-                        self.refs.insert(labels, r);
-                        r
-                    }
-                };
-                (r, at_ms, v)
-            })
-            .collect();
-        if batch.is_empty() {
-            return;
-        }
-        if self.store.append_batch(&batch).unknown_series > 0 {
-            // The store forgot a series idle past retention: look every label set up again next time.
-            self.refs.clear();
-        }
-        if let Err(e) = self.store.commit() {
-            tracing::warn!(error = %e, "Could not commit derived series.");
-        }
-    }
-}
-
-#[derive(Default)]
-struct Totals {
+/// Running totals of one client/server pair, with the store refs of its series.
+struct Pair {
+    /// `client`, `server` and their clusters and namespaces (no metric name).
+    labels: Labels,
     requests: f64,
     failed: f64,
     sum_seconds: f64,
-    buckets: BTreeMap<u64, (f64, f64)>,
+    /// `(le, count)`, `le` in seconds, ascending; cumulative as Istio's buckets are.
+    buckets: Vec<(f64, f64)>,
+    /// Refs of the total, failed, sum and count series, then of each bucket; `None` until
+    /// looked up and after the buckets changed.
+    refs: Option<Vec<SeriesRef>>,
+    /// Increments arrived since the last write.
+    touched: bool,
+    /// Time of the last write that followed increments.
+    active_ms: i64,
 }
 
-/// Running totals of the `traces_service_graph_*` counters per client/server pair.
-#[derive(Default)]
-pub struct ServiceGraphCounters {
-    totals: BTreeMap<(String, String), (Labels, Totals)>,
-}
-
-impl ServiceGraphCounters {
-    /// Adds one refresh's increments.
-    pub fn add(&mut self, increments: &[(Arc<FineEdge>, EdgeStats)]) {
-        for (edge, inc) in increments {
-            if inc.requests <= 0.0 && inc.duration_buckets.is_empty() {
-                continue;
+impl Pair {
+    fn add(&mut self, inc: &EdgeStats) {
+        self.touched = true;
+        self.requests += inc.requests;
+        self.failed += inc.errors;
+        self.sum_seconds += inc.duration_sum_ms / 1000.0;
+        let same = self.buckets.len() == inc.duration_buckets.len()
+            && self
+                .buckets
+                .iter()
+                .zip(&inc.duration_buckets)
+                .all(|(b, i)| b.0 == i.0 / 1000.0);
+        if same {
+            for (b, i) in self.buckets.iter_mut().zip(&inc.duration_buckets) {
+                b.1 += i.1;
             }
-            let client = id(&edge.source);
-            let server = id(&edge.destination);
-            let (_, t) = self
-                .totals
-                .entry((client.clone(), server.clone()))
-                .or_insert_with(|| (pair_labels(edge, client, server), Totals::default()));
-            t.requests += inc.requests;
-            t.failed += inc.errors;
-            t.sum_seconds += inc.duration_sum_ms / 1000.0;
-            for &(le_ms, n) in &inc.duration_buckets {
-                let le = le_ms / 1000.0;
-                t.buckets.entry(le.to_bits()).or_insert((le, 0.0)).1 += n;
+            return;
+        }
+        for &(le_ms, n) in &inc.duration_buckets {
+            let le = le_ms / 1000.0;
+            match self.buckets.binary_search_by(|b| b.0.total_cmp(&le)) {
+                Ok(i) => self.buckets[i].1 += n,
+                Err(i) => {
+                    self.buckets.insert(i, (le, n));
+                    self.refs = None;
+                }
             }
         }
     }
 
-    /// Every series with its current total.
-    pub fn samples(&self) -> Vec<(Labels, f64)> {
-        let mut out = Vec::new();
-        for (labels, t) in self.totals.values() {
-            let with = |name: &str, extra: Option<(&str, String)>| {
-                let mut b = labels.to_builder();
-                b.set("__name__", name);
-                if let Some((k, v)) = extra {
-                    b.set(k, v);
-                }
-                b.build()
-            };
-            out.push((with("traces_service_graph_request_total", None), t.requests));
-            out.push((with("traces_service_graph_request_failed_total", None), t.failed));
-            if t.buckets.is_empty() {
-                continue;
-            }
-            let count = t
-                .buckets
-                .values()
-                .find(|(le, _)| le.is_infinite())
-                .map_or(0.0, |b| b.1);
-            for (le, n) in t.buckets.values() {
-                let le = if le.is_infinite() {
+    /// The pair's series in the order of [`Pair::refs`], with their values.
+    fn series(&self) -> impl Iterator<Item = (Labels, f64)> + '_ {
+        let with = |name: &str, le: Option<f64>| {
+            let mut b = self.labels.to_builder();
+            b.set("__name__", name);
+            if let Some(le) = le {
+                let text = if le.is_infinite() {
                     "+Inf".to_owned()
                 } else {
                     le.to_string()
                 };
-                out.push((
-                    with(
-                        "traces_service_graph_request_server_seconds_bucket",
-                        Some(("le", le)),
-                    ),
-                    *n,
-                ));
+                b.set("le", text);
             }
-            out.push((
+            b.build()
+        };
+        [
+            (with("traces_service_graph_request_total", None), self.requests),
+            (
+                with("traces_service_graph_request_failed_total", None),
+                self.failed,
+            ),
+            (
                 with("traces_service_graph_request_server_seconds_sum", None),
-                t.sum_seconds,
-            ));
-            out.push((
+                self.sum_seconds,
+            ),
+            (
                 with("traces_service_graph_request_server_seconds_count", None),
-                count,
-            ));
-        }
-        out
+                self.count(),
+            ),
+        ]
+        .into_iter()
+        .take(if self.buckets.is_empty() { 2 } else { 4 })
+        .chain(self.buckets.iter().map(move |&(le, n)| {
+            (
+                with("traces_service_graph_request_server_seconds_bucket", Some(le)),
+                n,
+            )
+        }))
+    }
+
+    /// Requests the histogram counted: its `+Inf` bucket.
+    fn count(&self) -> f64 {
+        self.buckets
+            .last()
+            .filter(|b| b.0.is_infinite())
+            .map_or(0.0, |b| b.1)
+    }
+
+    /// The values in the order of [`Pair::refs`].
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        let head = [self.requests, self.failed, self.sum_seconds, self.count()];
+        head.into_iter()
+            .take(if self.buckets.is_empty() { 2 } else { 4 })
+            .chain(self.buckets.iter().map(|b| b.1))
     }
 }
 
-fn id(e: &Endpoint) -> String {
-    format!("{}/{}/{}", e.cluster, e.namespace, e.workload)
+/// See the module docs.
+pub struct DerivedSeries {
+    store: Arc<Store>,
+    pairs: Vec<Option<Pair>>,
+    free_pairs: Vec<u32>,
+    pair_ids: HashMap<(String, String), u32>,
+    /// Per table edge id: its key as last seen (an id the table reused for another edge holds
+    /// a different key) and its pair.
+    edges: Vec<Option<(Arc<FineEdge>, u32)>>,
+    /// Refs of the other series written.
+    other: HashMap<Labels, SeriesRef>,
+    batch: Vec<(SeriesRef, i64, f64)>,
 }
 
-fn pair_labels(edge: &FineEdge, client: String, server: String) -> Labels {
-    Labels::from_pairs([
-        ("client", client),
-        ("server", server),
-        ("client_cluster", edge.source.cluster.to_string()),
-        ("server_cluster", edge.destination.cluster.to_string()),
-        ("client_namespace", edge.source.namespace.to_string()),
-        ("server_namespace", edge.destination.namespace.to_string()),
-    ])
+impl DerivedSeries {
+    /// Derived series written into `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            pairs: Vec::new(),
+            free_pairs: Vec::new(),
+            pair_ids: HashMap::new(),
+            edges: Vec::new(),
+            other: HashMap::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    /// Adds the increments of the table's edge `id` (key `edge`).
+    pub fn add(&mut self, id: u32, edge: &Arc<FineEdge>, inc: &EdgeStats) {
+        if inc.requests <= 0.0 && inc.duration_buckets.is_empty() {
+            return;
+        }
+        let id = id as usize;
+        if self.edges.len() <= id {
+            self.edges.resize(id + 1, None);
+        }
+        let pair = match &self.edges[id] {
+            Some((key, pair)) if Arc::ptr_eq(key, edge) && self.pairs[*pair as usize].is_some() => *pair,
+            _ => {
+                let pair = self.pair_of(edge);
+                self.edges[id] = Some((Arc::clone(edge), pair));
+                pair
+            }
+        };
+        if let Some(p) = self.pairs[pair as usize].as_mut() {
+            p.add(inc);
+        }
+    }
+
+    fn pair_of(&mut self, edge: &FineEdge) -> u32 {
+        let (client, client_namespace) = workload_node(&edge.source, false);
+        let (server, server_namespace) = workload_node(&edge.destination, true);
+        if let Some(&p) = self.pair_ids.get(&(client.clone(), server.clone())) {
+            return p;
+        }
+        let pair = Pair {
+            labels: Labels::from_pairs([
+                ("client", client.as_str()),
+                ("server", server.as_str()),
+                ("client_cluster", &edge.source.cluster),
+                ("server_cluster", &edge.destination.cluster),
+                ("client_namespace", &client_namespace),
+                ("server_namespace", &server_namespace),
+            ]),
+            requests: 0.0,
+            failed: 0.0,
+            sum_seconds: 0.0,
+            buckets: Vec::new(),
+            refs: None,
+            touched: false,
+            active_ms: i64::MAX,
+        };
+        let p = match self.free_pairs.pop() {
+            Some(p) => {
+                self.pairs[p as usize] = Some(pair);
+                p
+            }
+            None => {
+                self.pairs.push(Some(pair));
+                (self.pairs.len() - 1) as u32
+            }
+        };
+        self.pair_ids.insert((client, server), p);
+        p
+    }
+
+    /// Appends every active pair's totals and the `extra` series at `at_ms`, and commits.
+    pub fn write(&mut self, at_ms: i64, extra: impl IntoIterator<Item = (Labels, f64)>) {
+        self.forget_idle(at_ms);
+        self.batch.clear();
+        for slot in &mut self.pairs {
+            let Some(pair) = slot else { continue };
+            if std::mem::take(&mut pair.touched) || pair.active_ms == i64::MAX {
+                pair.active_ms = at_ms;
+            }
+            if pair.refs.is_none() {
+                let refs = pair
+                    .series()
+                    .map(|(labels, _)| self.store.get_or_create(&labels))
+                    .collect();
+                pair.refs = Some(refs);
+            }
+            let refs = pair.refs.as_deref().unwrap_or_default();
+            self.batch
+                .extend(refs.iter().zip(pair.values()).map(|(&r, v)| (r, at_ms, v)));
+        }
+        for (labels, v) in extra {
+            let r = match self.other.get(&labels) {
+                Some(&r) => r,
+                None => {
+                    let r = self.store.get_or_create(&labels);
+                    self.other.insert(labels, r);
+                    r
+                }
+            };
+            self.batch.push((r, at_ms, v));
+        }
+        if !self.batch.is_empty() {
+            if self.store.append_batch(&self.batch).unknown_series > 0 {
+                // The store forgot a series idle past retention: look every one up again.
+                self.other.clear();
+                for pair in self.pairs.iter_mut().flatten() {
+                    pair.refs = None;
+                }
+            }
+            if let Err(e) = self.store.commit() {
+                tracing::warn!(error = %e, "Could not commit derived series.");
+            }
+        }
+    }
+
+    /// Drops the pairs that had no increments for more than [`IDLE_MS`] before `at_ms` (and
+    /// the edges that led to them).
+    fn forget_idle(&mut self, at_ms: i64) {
+        let mut dropped = false;
+        for (p, slot) in self.pairs.iter_mut().enumerate() {
+            if let Some(pair) = slot
+                && !pair.touched
+                && at_ms - pair.active_ms > IDLE_MS
+            {
+                let client = pair.labels.get("client").unwrap_or_default().to_owned();
+                let server = pair.labels.get("server").unwrap_or_default().to_owned();
+                self.pair_ids.remove(&(client, server));
+                *slot = None;
+                self.free_pairs.push(p as u32);
+                dropped = true;
+            }
+        }
+        if dropped {
+            let pairs = &self.pairs;
+            for e in &mut self.edges {
+                if e.as_ref().is_some_and(|(_, p)| pairs[*p as usize].is_none()) {
+                    *e = None;
+                }
+            }
+        }
+    }
+
+    /// Client/server pairs whose series are written.
+    pub fn pairs(&self) -> usize {
+        self.pair_ids.len()
+    }
 }
+
+#[cfg(test)]
+mod tests;

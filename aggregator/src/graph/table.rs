@@ -154,7 +154,9 @@ struct Inner {
     service_ids: HashMap<ServiceKey, u32>,
     dirty_services: Vec<u32>,
     /// Counter increments per edge id since the last [`EdgeTable::take_increments`].
-    edge_increments: Vec<Option<EdgeStats>>,
+    /// Per edge id: whether it has increments not yet drained, and they (kept allocated
+    /// between drains, cleared when the next increment arrives).
+    edge_increments: Vec<inner::PendingIncrements>,
     dirty_edges: Vec<u32>,
     /// Scratch space of [`Inner::fold`].
     sums: Sums,
@@ -428,7 +430,7 @@ impl EdgeTable {
         out
     }
 
-    /// Whether the edges' increments are collected for [`EdgeTable::take_increments`] (by
+    /// Whether the edges' increments are collected for [`EdgeTable::drain_increments`] (by
     /// default they are; the aggregator turns them off when it writes no derived series, so
     /// nothing accumulates that no one takes).
     pub fn collect_edge_increments(&self, collect: bool) {
@@ -440,22 +442,24 @@ impl EdgeTable {
         }
     }
 
-    /// Counter increments per edge since the last call (primary series only); the edge keys are
-    /// shared with the table.
-    pub fn take_increments(&self) -> Vec<(Arc<FineEdge>, EdgeStats)> {
+    /// Hands `f` the counter increments per edge since the last call (primary series only):
+    /// edge id, key and increments. `f` runs under the table's lock.
+    pub fn drain_increments(&self, mut f: impl FnMut(u32, &Arc<FineEdge>, &EdgeStats)) {
         let mut inner = self.lock();
         let inner = &mut *inner;
         inner.fold();
-        let mut out = Vec::with_capacity(inner.dirty_edges.len());
         for id in inner.dirty_edges.drain(..) {
-            let Some(inc) = inner.edge_increments.get_mut(id as usize).and_then(Option::take) else {
+            let Some((pending, inc)) = inner.edge_increments.get_mut(id as usize) else {
                 continue;
             };
+            // An id can be listed twice when its edge went and another took the id.
+            if !std::mem::replace(pending, false) {
+                continue;
+            }
             if let Some(Some(e)) = inner.edges.get(id as usize) {
-                out.push((Arc::clone(&e.key), inc));
+                f(id, &e.key, inc);
             }
         }
-        out
     }
 
     /// Endpoint gauges per service as the proxies of each cluster see them, summed over the

@@ -206,6 +206,13 @@ fn node_key(e: &Endpoint, destination: bool, t: GraphType, services: &WorkloadSe
     }
 }
 
+/// The id and namespace of an endpoint's node in the workload graph (`destination`: the callee
+/// side, where a call to a workload outside the mesh ends at its service node).
+pub(crate) fn workload_node(e: &Endpoint, destination: bool) -> (String, Name) {
+    let key = node_key(e, destination, GraphType::Workload, &WorkloadServices::new());
+    (key.id(), key.namespace)
+}
+
 /// Builds the graph from a window snapshot.
 pub fn build(snap: &WindowSnapshot, window: &str, q: &GraphQuery, services: &WorkloadServices) -> Graph {
     let mut merged: BTreeMap<(NodeKey, NodeKey), (EdgeStats, BTreeSet<Name>)> = BTreeMap::new();

@@ -5,8 +5,9 @@
 //! Per scrape, as the aggregator does once per scrape interval with the default settings:
 //! the relay batches go through protobuf decode, the relay's stream decoder and the ingest
 //! (store with its WAL on disk, then the edge table); then the graph's upkeep runs (the refresh
-//! schedule: 1m every time, 5m every 5th, 10m every 10th; the increments health takes, and
-//! those the derived series take when they are on: `--derived`). The figure is process CPU
+//! schedule: 1m every time, 5m every 5th, 10m every 10th; the increments health takes; the
+//! derived series, written as by default every `graph.derived_interval_ms` = every 3rd scrape,
+//! unless `--no-derived`). The figure is process CPU
 //! (all threads) per scrape over the scrapes from `--skip` (default 10), past the table's
 //! one-off ring sizing. `off` runs the same with `graph.enabled: false`; the graph's cost is
 //! `on - off`.
@@ -25,16 +26,26 @@ use crate::{Mesh, decode_batch, encode_mesh, ms, peak_rss_mib, process_cpu};
 pub(crate) struct Side {
     pub(crate) agg: Aggregator,
     decoders: HashMap<String, StreamDecoder>,
-    derived: bool,
+    /// The derived series are written after every this many scrapes (see [`derived_every`]).
+    derived_every: Option<usize>,
+    scrapes: usize,
+}
+
+/// Every how many 5 s scrapes an aggregator with `config` writes its derived series (`None`:
+/// it writes none), as its upkeep does every `graph.derived_interval_ms`.
+pub(crate) fn derived_every(config: &AggregatorConfig) -> Option<usize> {
+    let g = &config.graph;
+    (g.enabled && g.derived_series).then(|| (g.derived_interval_ms / 5_000).max(1) as usize)
 }
 
 impl Side {
-    /// A side for `agg`; `derived`: the derived series' increments are taken too.
-    pub(crate) fn new(agg: Aggregator, derived: bool) -> Self {
+    /// A side for `agg`, started with `config`.
+    pub(crate) fn new(agg: Aggregator, config: &AggregatorConfig) -> Self {
         Self {
             agg,
             decoders: HashMap::new(),
-            derived,
+            derived_every: derived_every(config),
+            scrapes: 0,
         }
     }
 
@@ -54,9 +65,10 @@ impl Side {
         let c1 = process_cpu();
         self.agg.graph.refresh(at_ms);
         drop(self.agg.graph.table.take_health_inputs());
-        if self.derived {
-            drop(self.agg.graph.table.take_increments());
+        if self.derived_every.is_some_and(|n| self.scrapes.is_multiple_of(n)) {
+            self.agg.write_derived(at_ms);
         }
+        self.scrapes += 1;
         let c2 = process_cpu();
         (c1.saturating_sub(c0), c2.saturating_sub(c1))
     }
@@ -64,12 +76,12 @@ impl Side {
 
 /// Runs one side; prints one `ab` line.
 pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, scrapes: usize, skip: usize) {
-    let (on, derived) = (config.graph.enabled, config.graph.derived_series);
+    let (on, derived) = (config.graph.enabled, derived_every(&config));
     let Mesh {
         wire, t0, n_series, ..
     } = encode_mesh(nodes, edges, scrapes);
     let stop = CancellationToken::new();
-    let mut side = Side::new(Aggregator::start(&config, stop.clone()).await.unwrap(), derived);
+    let mut side = Side::new(Aggregator::start(&config, stop.clone()).await.unwrap(), &config);
     let mut resolved = Vec::new();
     let (mut ingest, mut upkeep) = (Duration::ZERO, Duration::ZERO);
     for (k, scrape) in wire.iter().enumerate() {
@@ -82,9 +94,10 @@ pub(crate) async fn run(config: AggregatorConfig, nodes: usize, edges: usize, sc
     }
     let timed = (scrapes - skip) as f64;
     println!(
-        "ab {}: {n_series} series, scrapes {skip}..{scrapes}: CPU per scrape: ingest {:.2} ms, upkeep {:.2} ms, \
+        "ab {}{}: {n_series} series, scrapes {skip}..{scrapes}: CPU per scrape: ingest {:.2} ms, upkeep {:.2} ms, \
          total {:.2} ms; peak RSS {:.0} MiB",
         if on { "on" } else { "off" },
+        derived.map_or(String::new(), |n| format!(" (derived series every {n} scrapes)")),
         ms(ingest) / timed,
         ms(upkeep) / timed,
         ms(ingest + upkeep) / timed,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use meshfed_aggregator::Aggregator;
 use meshfed_relay::server::Ingest;
 
+use crate::mix::Mix;
 use crate::{BATCH_SAMPLES, edge_series, ms, peak_rss_mib};
 
 /// `--lean`: registers every series with the aggregator's ingest (no relay, no copies kept but
@@ -24,10 +25,12 @@ pub(crate) async fn ingest(agg: &Aggregator, nodes: usize, edges: usize, scrapes
         let batch: Vec<(u64, i64, f64)> = series[from..].iter().map(|&(id, _)| (id, t0, 0.0)).collect();
         agg.ingest.append(cluster, &batch).unwrap();
     };
+    // Edge series only: `--mix istio`'s pod series are left out here.
+    let mix = Mix::from_args();
     for i in 0..edges {
         let src = i % nodes;
         let dst = (src + 1 + i / nodes) % nodes;
-        for (labels, share) in edge_series(src, dst) {
+        for (labels, share) in edge_series(src, dst, mix) {
             let cluster = labels.get("cluster").unwrap().to_owned();
             let id = agg.ingest.register_series(&labels);
             let series = by_cluster.entry(cluster.clone()).or_default();

@@ -1,8 +1,9 @@
 //! Graph API latency and graph-maintenance cost at a chosen size (see `bench/graph/run.sh`).
 //!
-//! Defines `--edges` synthetic Istio edges between `--nodes` workloads over three clusters (each
-//! edge: `istio_requests_total` for 200 and 503 and the 20-series duration histogram, full Istio
-//! label sets, source-reported), encodes `--scrapes` scrapes 5 s apart as the collectors' relay
+//! Defines `--edges` synthetic Istio edges between `--nodes` workloads over three clusters (by
+//! default each edge has only what the graph reads: `istio_requests_total` for 200 and 503 and
+//! the 20-series duration histogram, full Istio label sets, source-reported; `--mix istio` has
+//! what Istio's sidecars expose, see `mix.rs`), encodes `--scrapes` scrapes 5 s apart as the collectors' relay
 //! streams would (one per cluster, batches of 10,000 samples), and feeds them through the full
 //! ingest path of a real aggregator (store with its WAL on disk): protobuf decode, the relay's
 //! stream decoder, store append with WAL commit, edge table. It does so twice, A/B, with the same
@@ -54,7 +55,10 @@ use tokio_util::sync::CancellationToken;
 
 mod ab;
 mod lean;
+mod mix;
 mod paired;
+
+use mix::{Mix, edge_series, pod_series};
 
 /// The allocator of the `meshfed` binary (cli/src/main.rs), so memory is laid out as deployed.
 #[global_allocator]
@@ -79,55 +83,6 @@ fn node(i: usize) -> (String, String, String) {
         format!("ns-{}", i % 50),
         format!("wl-{i}"),
     )
-}
-
-fn edge_series(src: usize, dst: usize) -> Vec<(Labels, f64)> {
-    let (sc, sns, sw) = node(src);
-    let (dc, dns, dw) = node(dst);
-    let base = |name: &str| {
-        let mut b = Labels::from_pairs([
-            ("__name__", name),
-            ("cluster", sc.as_str()),
-            ("namespace", sns.as_str()),
-            ("pod", &format!("{sw}-0")),
-            ("reporter", "source"),
-            ("source_cluster", sc.as_str()),
-            ("source_workload", sw.as_str()),
-            ("source_workload_namespace", sns.as_str()),
-            ("source_canonical_service", sw.as_str()),
-            ("source_canonical_revision", "v1"),
-            (
-                "source_principal",
-                &format!("spiffe://cluster.local/ns/{sns}/sa/{sw}"),
-            ),
-            ("destination_cluster", dc.as_str()),
-            ("destination_workload", dw.as_str()),
-            ("destination_workload_namespace", dns.as_str()),
-            ("destination_canonical_service", dw.as_str()),
-            ("destination_canonical_revision", "v1"),
-            ("destination_service", &format!("{dw}.{dns}.svc.cluster.local")),
-            ("destination_service_name", dw.as_str()),
-            ("destination_service_namespace", dns.as_str()),
-            ("request_protocol", "http"),
-            ("connection_security_policy", "unknown"),
-        ])
-        .to_builder();
-        b.set("response_flags", "-");
-        b
-    };
-    let mut out = Vec::new();
-    for (code, share) in [("200", 0.98), ("503", 0.02)] {
-        let mut b = base("istio_requests_total");
-        b.set("response_code", code);
-        out.push((b.build(), share));
-    }
-    for (i, le) in LE.iter().enumerate() {
-        let mut b = base("istio_request_duration_milliseconds_bucket");
-        b.set("response_code", "200");
-        b.set("le", *le);
-        out.push((b.build(), ((i + 1) as f64 / LE.len() as f64).min(1.0)));
-    }
-    out
 }
 
 fn flag(name: &str) -> bool {
@@ -249,14 +204,14 @@ async fn main() {
             let off_dir = data_dir.with_extension("graph-off");
             // `--aa`: both sides without the graph (what the pairing itself adds).
             let mut on = config(!flag("--aa"), &data_dir);
-            on.graph.derived_series = flag("--derived");
+            on.graph.derived_series = !flag("--no-derived");
             paired::run(config(false, &off_dir), on, nodes, edges, scrapes, skip).await;
             let _ = std::fs::remove_dir_all(&data_dir);
             let _ = std::fs::remove_dir_all(&off_dir);
             return;
         }
         let mut config = config(side == "on", &data_dir);
-        config.graph.derived_series = flag("--derived");
+        config.graph.derived_series = !flag("--no-derived");
         ab::run(config, nodes, edges, scrapes, skip).await;
         let _ = std::fs::remove_dir_all(&data_dir);
         return;
@@ -367,7 +322,9 @@ async fn main() {
         let mut took = Spent::default();
         took.time(|| {
             drop(table.take_health_inputs());
-            drop(table.take_increments());
+            table.drain_increments(|_, _, inc| {
+                std::hint::black_box(inc);
+            });
         });
         if k >= UNTIMED_SCRAPES {
             graph_only.wall += spent.wall;
@@ -402,7 +359,9 @@ async fn main() {
             }
         }
         drop(table.take_health_inputs());
-        drop(table.take_increments());
+        table.drain_increments(|_, _, inc| {
+            std::hint::black_box(inc);
+        });
     }
     drop((table, sweep, resolved_scrapes));
     // What reading the process's CPU costs (two reads per timed batch in A and B).
@@ -491,11 +450,21 @@ pub(crate) struct Mesh {
 pub(crate) fn encode_mesh(nodes: usize, edges: usize, scrapes: usize) -> Mesh {
     // The series, grouped by the cluster whose collector sends them.
     let t = Instant::now();
+    let mix = Mix::from_args();
     let mut by_cluster: BTreeMap<String, Vec<(SeriesLabels, Labels, f64)>> = BTreeMap::new();
+    for i in 0..nodes {
+        for (labels, rate) in pod_series(i, mix) {
+            let cluster = labels.get("cluster").unwrap().to_owned();
+            by_cluster
+                .entry(cluster)
+                .or_default()
+                .push((SeriesLabels::new(&labels), labels, rate));
+        }
+    }
     for i in 0..edges {
         let src = i % nodes;
         let dst = (src + 1 + i / nodes) % nodes;
-        for (labels, share) in edge_series(src, dst) {
+        for (labels, share) in edge_series(src, dst, mix) {
             let cluster = labels.get("cluster").unwrap().to_owned();
             by_cluster.entry(cluster).or_default().push((
                 SeriesLabels::new(&labels),

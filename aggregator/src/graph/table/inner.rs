@@ -168,7 +168,7 @@ impl Inner {
                 self.keys = None;
                 self.free_edges.push(edge);
                 if let Some(inc) = self.edge_increments.get_mut(edge as usize) {
-                    *inc = None; // The id may be reused by another edge.
+                    inc.0 = false; // The id may be reused by another edge.
                 }
             }
         }
@@ -190,22 +190,12 @@ impl Inner {
         const NEAR: usize = 24;
         let mut i = 0;
         while i < samples.len() {
-            if let Some(&(ahead, _, _)) = samples.get(i + FAR)
-                && let Some(b) = self.block_of(ahead)
-                && let Some(entry) = &self.blocks[b]
-            {
-                prefetch::value(entry);
-            }
-            if let Some(&(ahead, _, _)) = samples.get(i + NEAR)
-                && let Some(b) = self.block_of(ahead)
-                && let Some(entry) = &self.blocks[b]
-            {
-                entry.block.prefetch_next_row();
-            }
             let (series_ref, t, v) = samples[i];
             i += 1;
-            let Some(&loc) = self.by_ref.get(series_ref as usize) else {
-                continue;
+            // Most of a proxy's series are not the graph's: they cost this lookup alone.
+            let loc = match self.by_ref.get(series_ref as usize) {
+                None | Some(Loc::None) => continue,
+                Some(&loc) => loc,
             };
             if is_stale_nan(v) {
                 continue;
@@ -218,6 +208,18 @@ impl Inner {
                 }
                 Loc::Column(b, c) => (b as usize, c as usize),
             };
+            if let Some(&(ahead, _, _)) = samples.get(i - 1 + FAR)
+                && let Some(b) = self.block_of(ahead)
+                && let Some(entry) = &self.blocks[b]
+            {
+                prefetch::value(entry);
+            }
+            if let Some(&(ahead, _, _)) = samples.get(i - 1 + NEAR)
+                && let Some(b) = self.block_of(ahead)
+                && let Some(entry) = &self.blocks[b]
+            {
+                entry.block.prefetch_next_row();
+            }
             // The run: the next samples of the same block's next columns at the same time.
             let from = i - 1;
             while let Some(&(r, tn, vn)) = samples.get(i)
@@ -309,6 +311,10 @@ impl Inner {
     }
 }
 
+/// An edge's increments not yet drained (`true`) and their values (see
+/// [`Inner::edge_increments`]).
+pub(super) type PendingIncrements = (bool, EdgeStats);
+
 /// What settling a block writes to: its service's (health) and edge's (derived series)
 /// increments, with the scratch space it uses.
 pub(super) struct Settling<'a> {
@@ -318,7 +324,7 @@ pub(super) struct Settling<'a> {
     services: &'a mut [ServiceSlot],
     dirty_services: &'a mut Vec<u32>,
     /// `None` when nobody takes the edges' increments.
-    edge_increments: Option<(&'a mut Vec<Option<EdgeStats>>, &'a mut Vec<u32>)>,
+    edge_increments: Option<(&'a mut Vec<PendingIncrements>, &'a mut Vec<u32>)>,
     pub(super) flag_names: &'a [Name],
 }
 
@@ -350,12 +356,16 @@ impl Settling<'_> {
             .map(|(edge_increments, dirty_edges)| {
                 let e = entry.edge as usize;
                 if edge_increments.len() <= e {
-                    edge_increments.resize(e + 1, None);
+                    edge_increments.resize_with(e + 1, Default::default);
                 }
-                if edge_increments[e].is_none() {
+                let (pending, stats) = &mut edge_increments[e];
+                if !*pending {
+                    *pending = true;
                     dirty_edges.push(entry.edge);
+                    stats.clear();
+                    stats.duration_buckets.reserve(buckets);
                 }
-                edge_increments[e].get_or_insert_with(|| EdgeStats::with_buckets(buckets))
+                stats
             });
         let slot = &mut self.services[entry.service as usize];
         if slot.pending.is_none() {
