@@ -205,6 +205,7 @@ async fn main() {
             // `--aa`: both sides without the graph (what the pairing itself adds).
             let mut on = config(!flag("--aa"), &data_dir);
             on.graph.derived_series = !flag("--no-derived");
+            on.graph.derived_interval_ms = arg("--derived-interval-ms", 15_000) as u64;
             paired::run(config(false, &off_dir), on, nodes, edges, scrapes, skip).await;
             let _ = std::fs::remove_dir_all(&data_dir);
             let _ = std::fs::remove_dir_all(&off_dir);
@@ -212,6 +213,7 @@ async fn main() {
         }
         let mut config = config(side == "on", &data_dir);
         config.graph.derived_series = !flag("--no-derived");
+        config.graph.derived_interval_ms = arg("--derived-interval-ms", 15_000) as u64;
         ab::run(config, nodes, edges, scrapes, skip).await;
         let _ = std::fs::remove_dir_all(&data_dir);
         return;

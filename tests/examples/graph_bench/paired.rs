@@ -10,7 +10,8 @@
 //! as cold as this. Per scrape, as in `ab.rs`: protobuf decode, the relay's stream decoder and
 //! the ingest (store with its WAL on disk, then the edge table); then, on the graph side, the
 //! graph's upkeep (the refresh schedule and the increments health takes; the derived series
-//! every `graph.derived_interval_ms`, every 3rd scrape by default, unless `--no-derived`). The
+//! every `graph.derived_interval_ms`, every 3rd scrape by default, `--derived-interval-ms` to
+//! change it, unless `--no-derived`). The
 //! figure is process CPU per scrape; the cost is (median over the timed scrapes of on ingest -
 //! off + mean upkeep) / median off (why, at the computation below). The timed scrapes should be
 //! whole cycles of the upkeep's bursts (30 scrapes with the derived series, 10 without).
@@ -107,7 +108,10 @@ pub(crate) async fn run(
         "ab paired: {n_series} series ({tracked} kept by the graph, {edges_tracked} edges), scrapes {skip}..{scrapes}{}: \
          CPU per scrape: off median {base:.2} ms (mean {off_mean:.2}), on: ingest median difference {ingest_delta:+.2} ms \
          (means {on_ingest_mean:.2} vs {off_mean:.2}), upkeep mean {on_upkeep:.2} ms; graph cost {cost:+.1}%",
-        derived.map_or(String::new(), |n| format!(", derived series every {n} scrapes")),
+        derived.map_or(String::new(), |n| {
+            let pairs = sides[1].agg.derived.as_ref().map_or(0, |d| d.lock().pairs());
+            format!(", derived series of {pairs} client/server pairs every {n} scrapes")
+        }),
     );
     stop.cancel();
     let [a, b] = sides;
