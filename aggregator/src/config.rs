@@ -63,14 +63,15 @@ pub struct GraphConfig {
     pub enabled: bool,
     /// Rate windows kept up to date (PromQL durations).
     pub windows: Vec<String>,
-    /// How often the snapshots and derived series are refreshed.
+    /// How often the window snapshots are refreshed.
     pub refresh_ms: u64,
     /// How often health is evaluated.
     pub health_interval_ms: u64,
     /// Write `traces_service_graph_*` and `meshfed_service_health` into the store.
     pub derived_series: bool,
     /// How often the derived series are written (Tempo's metrics-generator writes its
-    /// service-graph series every 15 s by default).
+    /// service-graph series every 15 s by default). Above Prometheus' 5 minute lookback they
+    /// go stale between writes.
     pub derived_interval_ms: u64,
 }
 

@@ -313,14 +313,22 @@ fn spawn_graph_upkeep(
     config: &GraphConfig,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let ticker = |ms: u64| {
-        let mut t = tokio::time::interval(Duration::from_millis(ms));
+    let ticker = |ms: u64, first: Duration| {
+        let period = Duration::from_millis(ms);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + first.min(period), period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     };
-    let mut refresh = ticker(config.refresh_ms);
-    let mut evaluate = ticker(config.health_interval_ms);
-    let mut write = ticker(config.derived_interval_ms);
+    let mut refresh = ticker(config.refresh_ms, Duration::ZERO);
+    let mut evaluate = ticker(config.health_interval_ms, Duration::ZERO);
+    // The first write after one interval: there is nothing to write before.
+    let mut write = ticker(config.derived_interval_ms, Duration::MAX);
+    if derived.is_some() && config.derived_interval_ms > 300_000 {
+        warn!(
+            derived_interval_ms = config.derived_interval_ms,
+            "The derived series are written less often than Prometheus' 5 minute lookback: they go stale between writes."
+        );
+    }
     let (graph, health) = (Arc::clone(&state.graph), Arc::clone(&state.health));
     tokio::spawn(async move {
         loop {

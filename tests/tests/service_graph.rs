@@ -234,6 +234,8 @@ async fn derived_service_graph_series_give_the_graphs_rates_through_promql() {
     };
     let total = by_pair("sum by (client, server) (rate(traces_service_graph_request_total[1m]))");
     let failed = by_pair("sum by (client, server) (rate(traces_service_graph_request_failed_total[1m]))");
+    let count =
+        by_pair("sum by (client, server) (rate(traces_service_graph_request_server_seconds_count[1m]))");
     let p95 = by_pair(
         "histogram_quantile(0.95, sum by (client, server, le) \
          (rate(traces_service_graph_request_server_seconds_bucket[1m])))",
@@ -256,8 +258,16 @@ async fn derived_service_graph_series_give_the_graphs_rates_through_promql() {
             e.error_rate_percent
         );
         with_errors += usize::from(pct > 0.0);
-        if let (Some(want), Some(got)) = (e.latency_ms.p95, p95.get(key)) {
+        if let Some(want) = e.latency_ms.p95 {
+            let got = p95[key];
             assert!(close(got * 1000.0, want), "{key:?}: p95 {got} s vs {want} ms");
+            // Every request the histogram counted is one the edge counts.
+            assert!(
+                close(count[key], total[key]),
+                "{key:?}: count {} vs {}",
+                count[key],
+                total[key]
+            );
         }
     }
     assert!(with_errors > 0, "the fault shows");

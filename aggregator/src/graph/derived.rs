@@ -122,12 +122,10 @@ impl Pair {
         }))
     }
 
-    /// Requests the histogram counted: its `+Inf` bucket.
+    /// Requests the histogram counted: its `+Inf` bucket (the largest, should a proxy's
+    /// histogram lack it).
     fn count(&self) -> f64 {
-        self.buckets
-            .last()
-            .filter(|b| b.0.is_infinite())
-            .map_or(0.0, |b| b.1)
+        self.buckets.last().map_or(0.0, |b| b.1)
     }
 
     /// The values in the order of [`Pair::refs`].
@@ -169,7 +167,9 @@ impl DerivedSeries {
 
     /// Adds the increments of the table's edge `id` (key `edge`).
     pub fn add(&mut self, id: u32, edge: &Arc<FineEdge>, inc: &EdgeStats) {
-        if inc.requests <= 0.0 && inc.duration_buckets.is_empty() {
+        // Settling reports every scraped row, so a proxy that keeps exporting the counters of
+        // calls long stopped hands in zeros: they are no traffic, and leave the pair idle.
+        if inc.requests <= 0.0 && inc.errors <= 0.0 && inc.duration_buckets.iter().all(|b| b.1 <= 0.0) {
             return;
         }
         let id = id as usize;

@@ -243,7 +243,8 @@ fn service_name(labels: &Labels) -> &str {
 fn parse_le(s: &str) -> Option<f64> {
     match s {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
-        _ => s.parse().ok(),
+        // `NaN`, `-Inf`: no bucket bound.
+        _ => s.parse().ok().filter(|le: &f64| le.is_finite()),
     }
 }
 

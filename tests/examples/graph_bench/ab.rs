@@ -6,7 +6,7 @@
 //! the relay batches go through protobuf decode, the relay's stream decoder and the ingest
 //! (store with its WAL on disk, then the edge table); then the graph's upkeep runs (the refresh
 //! schedule: 1m every time, 5m every 5th, 10m every 10th; the increments health takes; the
-//! derived series, written as by default every `graph.derived_interval_ms` = every 3rd scrape,
+//! derived series, written as by default every 15 s = every 3rd scrape (`--derived-every n`),
 //! unless `--no-derived`). The figure is process CPU
 //! (all threads) per scrape over the scrapes from `--skip` (default 10), past the table's
 //! one-off ring sizing. `off` runs the same with `graph.enabled: false`; the graph's cost is
@@ -31,11 +31,13 @@ pub(crate) struct Side {
     scrapes: usize,
 }
 
-/// Every how many 5 s scrapes an aggregator with `config` writes its derived series (`None`:
-/// it writes none), as its upkeep does every `graph.derived_interval_ms`.
+/// Every how many 5 s scrapes the derived series are written (`None`: an aggregator with
+/// `config` writes none): `--derived-every`, default 3, the aggregator's default 15 s. The bench
+/// writes them itself, as the upkeep does every `graph.derived_interval_ms`; the aggregators'
+/// own timer is set past the run.
 pub(crate) fn derived_every(config: &AggregatorConfig) -> Option<usize> {
     let g = &config.graph;
-    (g.enabled && g.derived_series).then(|| (g.derived_interval_ms / 5_000).max(1) as usize)
+    (g.enabled && g.derived_series).then(|| crate::arg("--derived-every", 3).max(1))
 }
 
 impl Side {

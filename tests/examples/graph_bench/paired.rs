@@ -10,8 +10,8 @@
 //! as cold as this. Per scrape, as in `ab.rs`: protobuf decode, the relay's stream decoder and
 //! the ingest (store with its WAL on disk, then the edge table); then, on the graph side, the
 //! graph's upkeep (the refresh schedule and the increments health takes; the derived series
-//! every `graph.derived_interval_ms`, every 3rd scrape by default, `--derived-interval-ms` to
-//! change it, unless `--no-derived`). The
+//! as the aggregator writes them every 15 s, every 3rd scrape, `--derived-every n` to change
+//! it, unless `--no-derived`). The
 //! figure is process CPU per scrape; the cost is (median over the timed scrapes of on ingest -
 //! off + mean upkeep) / median off (why, at the computation below). The timed scrapes should be
 //! whole cycles of the upkeep's bursts (30 scrapes with the derived series, 10 without).

@@ -179,6 +179,26 @@ fn an_idle_pair_is_no_longer_written_and_starts_from_zero_when_traffic_returns()
 }
 
 #[test]
+fn increments_of_zero_leave_a_pair_idle() {
+    let store = Arc::new(Store::new(StoreOptions::default()));
+    let mut d = DerivedSeries::new(Arc::clone(&store));
+    let e = edge("v1", "http");
+    d.add(0, &e, &increments(7.0, 0.0, &[(f64::INFINITY, 7.0)]));
+    d.write(0, []);
+    // The proxy keeps exporting counters that no longer move.
+    let zeros = increments(0.0, 0.0, &[(f64::INFINITY, 0.0)]);
+    for k in 1..=(IDLE_MS / 5_000 + 1) {
+        d.add(0, &e, &zeros);
+        d.write(k * 5_000, []);
+    }
+    assert_eq!(d.pairs(), 0);
+    // A pair that never had traffic is not written at all.
+    d.add(1, &edge("v2", "http"), &zeros);
+    d.write(IDLE_MS + 10_000, []);
+    assert_eq!(d.pairs(), 0);
+}
+
+#[test]
 fn other_series_are_written_alongside() {
     let store = Arc::new(Store::new(StoreOptions::default()));
     let mut d = DerivedSeries::new(Arc::clone(&store));
