@@ -70,16 +70,29 @@ impl Pair {
             }
             return;
         }
-        for &(le_ms, n) in &inc.duration_buckets {
-            let le = le_ms / 1000.0;
-            match self.buckets.binary_search_by(|b| b.0.total_cmp(&le)) {
-                Ok(i) => self.buckets[i].1 += n,
-                Err(i) => {
-                    self.buckets.insert(i, (le, n));
-                    self.refs = None;
-                }
-            }
+        self.merge_buckets(&inc.duration_buckets);
+    }
+
+    /// Adds buckets with other bounds (`(le, count)`, `le` in ms, ascending). Either side's
+    /// count at a bound it lacks is its count at the next lower bound it has (cumulative
+    /// buckets: at least that many were that fast), so the merged buckets stay cumulative.
+    fn merge_buckets(&mut self, inc: &[(f64, f64)]) {
+        let inc: Vec<(f64, f64)> = inc.iter().map(|&(le, n)| (le / 1000.0, n)).collect();
+        let mut bounds: Vec<f64> = self.buckets.iter().chain(&inc).map(|b| b.0).collect();
+        bounds.sort_by(f64::total_cmp);
+        bounds.dedup_by(|a, b| a.total_cmp(b).is_eq());
+        // The count of `buckets` at `le`: at its largest bound not above `le`.
+        let at = |buckets: &[(f64, f64)], le: f64| {
+            let i = buckets.partition_point(|b| b.0.total_cmp(&le).is_le());
+            if i == 0 { 0.0 } else { buckets[i - 1].1 }
+        };
+        if bounds.len() != self.buckets.len() {
+            self.refs = None;
         }
+        self.buckets = bounds
+            .into_iter()
+            .map(|le| (le, at(&self.buckets, le) + at(&inc, le)))
+            .collect();
     }
 
     /// The pair's series in the order of [`Pair::refs`], with their values.

@@ -126,6 +126,53 @@ fn a_new_bucket_bound_adds_its_series() {
 }
 
 #[test]
+fn buckets_of_different_bounds_merge_and_stay_cumulative() {
+    let store = Arc::new(Store::new(StoreOptions::default()));
+    let mut d = DerivedSeries::new(Arc::clone(&store));
+    let (a, b) = (edge("v1", "http"), edge("v2", "http"));
+    // `a`'s proxies have a 100 ms bound that `b`'s lack (custom buckets mid-rollout).
+    d.add(
+        0,
+        &a,
+        &increments(20.0, 0.0, &[(50.0, 10.0), (100.0, 15.0), (f64::INFINITY, 20.0)]),
+    );
+    d.add(1, &b, &increments(3.0, 0.0, &[(50.0, 1.0), (f64::INFINITY, 3.0)]));
+    d.write(1_000, []);
+    let bucket = |le| {
+        value(
+            &store,
+            "traces_service_graph_request_server_seconds_bucket",
+            Some(le),
+            1_000,
+        )
+    };
+    // `b`'s one request at most 50 ms was also at most 100 ms.
+    assert_eq!(bucket("0.05"), Some(11.0));
+    assert_eq!(bucket("0.1"), Some(16.0));
+    assert_eq!(bucket("+Inf"), Some(23.0));
+    // A bound new to the pair starts from what the pair counted below it.
+    let c = edge("v3", "http");
+    d.add(
+        2,
+        &c,
+        &increments(1.0, 0.0, &[(50.0, 0.0), (75.0, 1.0), (f64::INFINITY, 1.0)]),
+    );
+    d.write(2_000, []);
+    let bucket = |le| {
+        value(
+            &store,
+            "traces_service_graph_request_server_seconds_bucket",
+            Some(le),
+            2_000,
+        )
+    };
+    assert_eq!(bucket("0.05"), Some(11.0));
+    assert_eq!(bucket("0.075"), Some(12.0));
+    assert_eq!(bucket("0.1"), Some(17.0));
+    assert_eq!(bucket("+Inf"), Some(24.0));
+}
+
+#[test]
 fn an_edge_id_the_table_reused_counts_for_its_new_pair() {
     let store = Arc::new(Store::new(StoreOptions::default()));
     let mut d = DerivedSeries::new(Arc::clone(&store));
