@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use meshfed_aggregator::graph::{Graph, GraphQuery};
 use meshfed_aggregator::health::HealthState;
@@ -22,6 +22,15 @@ fn graph(mesh: &SteppedMesh, window: &str, at_ms: u64) -> Graph {
         .graph
         .graph(window, Some(mesh.unix_ms(at_ms)), &GraphQuery::default())
         .unwrap()
+}
+
+/// The graph's edges that carry requests, by source and target id.
+fn edges_with_requests(g: &Graph) -> BTreeMap<(String, String), &meshfed_aggregator::graph::Edge> {
+    g.edges
+        .iter()
+        .filter(|e| e.request_rate > 0.0)
+        .map(|e| ((e.source.clone(), e.target.clone()), e))
+        .collect()
 }
 
 /// The workload-graph node ids of a series, as the graph draws them.
@@ -146,12 +155,7 @@ async fn edges_equal_promql_over_the_same_series_for_every_window() {
             )
             .unwrap(),
         );
-        let http_edges: HashMap<(String, String), &meshfed_aggregator::graph::Edge> = g
-            .edges
-            .iter()
-            .filter(|e| e.request_rate > 0.0)
-            .map(|e| ((e.source.clone(), e.target.clone()), e))
-            .collect();
+        let http_edges = edges_with_requests(&g);
         let want_edges: Vec<_> = total
             .iter()
             .filter(|(_, v)| **v > 0.0)
@@ -215,12 +219,7 @@ async fn derived_service_graph_series_give_the_graphs_rates_through_promql() {
         t += STEP_MS;
     }
     let g = graph(&mesh, "1m", end);
-    let edges: BTreeMap<(String, String), &meshfed_aggregator::graph::Edge> = g
-        .edges
-        .iter()
-        .filter(|e| e.request_rate > 0.0)
-        .map(|e| ((e.source.clone(), e.target.clone()), e))
-        .collect();
+    let edges = edges_with_requests(&g);
     let at = end + STEP_MS / 2;
     let by_pair = |q: &str| -> BTreeMap<(String, String), f64> {
         mesh.query(q, at)

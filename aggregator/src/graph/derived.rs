@@ -95,44 +95,44 @@ impl Pair {
             .collect();
     }
 
-    /// The pair's series in the order of [`Pair::refs`], with their values.
-    fn series(&self) -> impl Iterator<Item = (Labels, f64)> + '_ {
+    /// The series before the buckets, with their values: the histogram's sum and count only
+    /// once it has buckets.
+    fn head(&self) -> impl Iterator<Item = (&'static str, f64)> {
+        let names = [
+            "traces_service_graph_request_total",
+            "traces_service_graph_request_failed_total",
+            "traces_service_graph_request_server_seconds_sum",
+            "traces_service_graph_request_server_seconds_count",
+        ];
+        let values = [self.requests, self.failed, self.sum_seconds, self.count()];
+        names
+            .into_iter()
+            .zip(values)
+            .take(if self.buckets.is_empty() { 2 } else { 4 })
+    }
+
+    /// The label sets of the pair's series, in the order of [`Pair::refs`].
+    fn series(&self) -> impl Iterator<Item = Labels> + '_ {
         let with = |name: &str, le: Option<f64>| {
             let mut b = self.labels.to_builder();
             b.set("__name__", name);
             if let Some(le) = le {
-                let text = if le.is_infinite() {
-                    "+Inf".to_owned()
-                } else {
-                    le.to_string()
-                };
-                b.set("le", text);
+                b.set(
+                    "le",
+                    if le.is_infinite() {
+                        "+Inf".to_owned()
+                    } else {
+                        le.to_string()
+                    },
+                );
             }
             b.build()
         };
-        [
-            (with("traces_service_graph_request_total", None), self.requests),
-            (
-                with("traces_service_graph_request_failed_total", None),
-                self.failed,
-            ),
-            (
-                with("traces_service_graph_request_server_seconds_sum", None),
-                self.sum_seconds,
-            ),
-            (
-                with("traces_service_graph_request_server_seconds_count", None),
-                self.count(),
-            ),
-        ]
-        .into_iter()
-        .take(if self.buckets.is_empty() { 2 } else { 4 })
-        .chain(self.buckets.iter().map(move |&(le, n)| {
-            (
-                with("traces_service_graph_request_server_seconds_bucket", Some(le)),
-                n,
-            )
-        }))
+        self.head().map(move |(name, _)| with(name, None)).chain(
+            self.buckets
+                .iter()
+                .map(move |&(le, _)| with("traces_service_graph_request_server_seconds_bucket", Some(le))),
+        )
     }
 
     /// Requests the histogram counted: its `+Inf` bucket (the largest, should a proxy's
@@ -143,9 +143,8 @@ impl Pair {
 
     /// The values in the order of [`Pair::refs`].
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
-        let head = [self.requests, self.failed, self.sum_seconds, self.count()];
-        head.into_iter()
-            .take(if self.buckets.is_empty() { 2 } else { 4 })
+        self.head()
+            .map(|(_, v)| v)
             .chain(self.buckets.iter().map(|b| b.1))
     }
 }
@@ -251,7 +250,7 @@ impl DerivedSeries {
             if pair.refs.is_none() {
                 let refs = pair
                     .series()
-                    .map(|(labels, _)| self.store.get_or_create(&labels))
+                    .map(|labels| self.store.get_or_create(&labels))
                     .collect();
                 pair.refs = Some(refs);
             }

@@ -153,9 +153,9 @@ struct Inner {
     services: Vec<ServiceSlot>,
     service_ids: HashMap<ServiceKey, u32>,
     dirty_services: Vec<u32>,
-    /// Counter increments per edge id since the last [`EdgeTable::take_increments`].
-    /// Per edge id: whether it has increments not yet drained, and they (kept allocated
-    /// between drains, cleared when the next increment arrives).
+    /// Per edge id: whether it has counter increments not yet drained
+    /// ([`EdgeTable::drain_increments`]), and they (kept allocated between drains, cleared when
+    /// the next increment arrives).
     edge_increments: Vec<inner::PendingIncrements>,
     dirty_edges: Vec<u32>,
     /// Scratch space of [`Inner::fold`].

@@ -63,23 +63,23 @@ pub(crate) fn edge_series(src: usize, dst: usize, mix: Mix) -> Vec<(Labels, f64)
         for (code, share) in CODES {
             let base = |name: &str| base_labels(src, dst, reporter, code, name);
             out.push((base("istio_requests_total").build(), share));
-            let histograms: &[(&str, f64)] = match (mix, code) {
-                (Mix::Graph, "200") => &[("istio_request_duration_milliseconds", 1.0)],
+            let histograms: &[&str] = match (mix, code) {
+                (Mix::Graph, "200") => &["istio_request_duration_milliseconds"],
                 (Mix::Graph, _) => &[],
-                // Bytes grow faster than requests: ~1 KiB per request, ~4 KiB per response.
                 (Mix::Istio, _) => &[
-                    ("istio_request_duration_milliseconds", 1.0),
-                    ("istio_request_bytes", 1.0),
-                    ("istio_response_bytes", 1.0),
+                    "istio_request_duration_milliseconds",
+                    "istio_request_bytes",
+                    "istio_response_bytes",
                 ],
             };
-            for &(name, _) in histograms {
+            for &name in histograms {
                 for (i, le) in LE.iter().enumerate() {
                     let mut b = base(&format!("{name}_bucket"));
                     b.set("le", *le);
                     out.push((b.build(), share * ((i + 1) as f64 / LE.len() as f64).min(1.0)));
                 }
                 if mix == Mix::Istio {
+                    // ~2 KB per request or response body, 40 ms per request.
                     let per_request = if name.ends_with("bytes") { 2_000.0 } else { 40.0 };
                     out.push((base(&format!("{name}_sum")).build(), share * per_request));
                     out.push((base(&format!("{name}_count")).build(), share));

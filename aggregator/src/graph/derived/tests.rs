@@ -56,6 +56,16 @@ fn value(store: &Store, name: &str, le: Option<&str>, at_ms: i64) -> Option<f64>
     out.first().map(|s| s.value)
 }
 
+/// The value of the pair's bucket `le` at `at_ms`.
+fn bucket(store: &Store, le: &str, at_ms: i64) -> Option<f64> {
+    value(
+        store,
+        "traces_service_graph_request_server_seconds_bucket",
+        Some(le),
+        at_ms,
+    )
+}
+
 #[test]
 fn edges_of_one_client_and_server_add_into_one_pair_of_running_totals() {
     let store = Arc::new(Store::new(StoreOptions::default()));
@@ -76,18 +86,9 @@ fn edges_of_one_client_and_server_add_into_one_pair_of_running_totals() {
         20.0
     );
     // Istio's bounds in milliseconds become seconds.
-    assert_eq!(
-        at("traces_service_graph_request_server_seconds_bucket", Some("0.1")),
-        12.0
-    );
-    assert_eq!(
-        at("traces_service_graph_request_server_seconds_bucket", Some("1")),
-        18.0
-    );
-    assert_eq!(
-        at("traces_service_graph_request_server_seconds_bucket", Some("+Inf")),
-        20.0
-    );
+    assert_eq!(bucket(&store, "0.1", 1_000), Some(12.0));
+    assert_eq!(bucket(&store, "1", 1_000), Some(18.0));
+    assert_eq!(bucket(&store, "+Inf", 1_000), Some(20.0));
 
     // Totals run on; a write without increments repeats them.
     d.add(0, &v1, &increments(5.0, 0.0, &buckets[..0]));
@@ -112,17 +113,9 @@ fn a_new_bucket_bound_adds_its_series() {
     d.write(1_000, []);
     d.add(0, &e, &increments(2.0, 0.0, &[(50.0, 1.0), (f64::INFINITY, 2.0)]));
     d.write(2_000, []);
-    let bucket = |le, at| {
-        value(
-            &store,
-            "traces_service_graph_request_server_seconds_bucket",
-            Some(le),
-            at,
-        )
-    };
-    assert_eq!(bucket("0.05", 2_000), Some(1.0));
-    assert_eq!(bucket("+Inf", 2_000), Some(4.0));
-    assert_eq!(bucket("+Inf", 1_000), Some(2.0));
+    assert_eq!(bucket(&store, "0.05", 2_000), Some(1.0));
+    assert_eq!(bucket(&store, "+Inf", 2_000), Some(4.0));
+    assert_eq!(bucket(&store, "+Inf", 1_000), Some(2.0));
 }
 
 #[test]
@@ -138,18 +131,11 @@ fn buckets_of_different_bounds_merge_and_stay_cumulative() {
     );
     d.add(1, &b, &increments(3.0, 0.0, &[(50.0, 1.0), (f64::INFINITY, 3.0)]));
     d.write(1_000, []);
-    let bucket = |le| {
-        value(
-            &store,
-            "traces_service_graph_request_server_seconds_bucket",
-            Some(le),
-            1_000,
-        )
-    };
+    let at_1s = |le| bucket(&store, le, 1_000);
     // `b`'s one request at most 50 ms was also at most 100 ms.
-    assert_eq!(bucket("0.05"), Some(11.0));
-    assert_eq!(bucket("0.1"), Some(16.0));
-    assert_eq!(bucket("+Inf"), Some(23.0));
+    assert_eq!(at_1s("0.05"), Some(11.0));
+    assert_eq!(at_1s("0.1"), Some(16.0));
+    assert_eq!(at_1s("+Inf"), Some(23.0));
     // A bound new to the pair starts from what the pair counted below it.
     let c = edge("v3", "http");
     d.add(
@@ -158,18 +144,11 @@ fn buckets_of_different_bounds_merge_and_stay_cumulative() {
         &increments(1.0, 0.0, &[(50.0, 0.0), (75.0, 1.0), (f64::INFINITY, 1.0)]),
     );
     d.write(2_000, []);
-    let bucket = |le| {
-        value(
-            &store,
-            "traces_service_graph_request_server_seconds_bucket",
-            Some(le),
-            2_000,
-        )
-    };
-    assert_eq!(bucket("0.05"), Some(11.0));
-    assert_eq!(bucket("0.075"), Some(12.0));
-    assert_eq!(bucket("0.1"), Some(17.0));
-    assert_eq!(bucket("+Inf"), Some(24.0));
+    let at_2s = |le| bucket(&store, le, 2_000);
+    assert_eq!(at_2s("0.05"), Some(11.0));
+    assert_eq!(at_2s("0.075"), Some(12.0));
+    assert_eq!(at_2s("0.1"), Some(17.0));
+    assert_eq!(at_2s("+Inf"), Some(24.0));
 }
 
 #[test]
